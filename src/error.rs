@@ -1,0 +1,78 @@
+//! One error type for the whole crate.
+//!
+//! Operating errors (a busy disk, bad input, a corrupt log) are `Error` values that name what
+//! is wrong; programmer errors (a broken invariant) are `assert!`s with a message. A caller can
+//! always tell the user *which* file, partition, byte offset or input field is at fault.
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// An I/O error, with what we were doing when it happened.
+    Io { context: String, source: std::io::Error },
+    /// SQLite said no (after its busy timeout, if it was a lock).
+    Sqlite { context: String, source: rusqlite::Error },
+    /// A record in the middle of a log failed its CRC or did not parse: never skipped.
+    Corrupt { file: PathBuf, offset_bytes: u64, reason: String },
+    /// The data directory is missing or was never initialised.
+    NotInitialised { dir: PathBuf, reason: String },
+    /// Bad user input: names the field and what is wrong with it.
+    Input(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Sqlite { context, source } => write!(f, "{context}: {source}"),
+            Error::Corrupt { file, offset_bytes, reason } => write!(
+                f,
+                "corrupt record in {} at byte offset {offset_bytes}: {reason}",
+                file.display()
+            ),
+            Error::NotInitialised { dir, reason } => write!(
+                f,
+                "data directory {} is not initialised ({reason}); run `outbox-lab init --dir {}` first",
+                dir.display(),
+                dir.display()
+            ),
+            Error::Input(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Sqlite { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Attach context to I/O and SQLite results: `file.sync_data().ctx("syncing p0")?`.
+pub trait Context<T> {
+    fn ctx(self, context: impl Into<String>) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, std::io::Error> {
+    fn ctx(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Io { context: context.into(), source })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, rusqlite::Error> {
+    fn ctx(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Sqlite { context: context.into(), source })
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(source: rusqlite::Error) -> Self {
+        Error::Sqlite { context: "sqlite".into(), source }
+    }
+}

@@ -1,0 +1,66 @@
+//! `trace.jsonl`: one JSON object per line, appended by every process, saying what happened to
+//! which event (placed, claimed, appended, synced, marked, delivered, applied, skipped, crash).
+//!
+//! It is a diagnostic, not a source of truth: lines are written with one `write()` each batch
+//! (O_APPEND keeps lines of concurrent processes whole) but never synced, so a crash may lose
+//! the last few. Every line carries `t_us`, `pid`, `role` and `ev`. Off unless [`init`] was
+//! called; `OUTBOX_TRACE=0` turns it off for benchmarks.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::{Map, Value};
+
+struct Trace {
+    file: Mutex<File>,
+    role: String,
+}
+
+static TRACE: OnceLock<Trace> = OnceLock::new();
+
+/// Start tracing this process into `dir/trace.jsonl` under `role` (relay-1, consumer, …).
+pub fn init(dir: &Path, role: &str) -> std::io::Result<()> {
+    if std::env::var("OUTBOX_TRACE").is_ok_and(|v| v == "0") {
+        return Ok(());
+    }
+    let file = OpenOptions::new().create(true).append(true).open(dir.join("trace.jsonl"))?;
+    let _ = TRACE.set(Trace { file: Mutex::new(file), role: role.to_string() });
+    Ok(())
+}
+
+pub fn enabled() -> bool {
+    TRACE.get().is_some()
+}
+
+/// One line: `{"t_us","pid","role","ev", ...fields}`.
+pub fn emit(ev: &str, fields: Value) {
+    emit_many(ev, std::iter::once(fields));
+}
+
+/// Many lines of one kind in a single `write()` (one per event of a batch).
+pub fn emit_many(ev: &str, items: impl IntoIterator<Item = Value>) {
+    let Some(trace) = TRACE.get() else { return };
+    let t_us = crate::clock::now_us();
+    let pid = std::process::id();
+    let mut buf = Vec::with_capacity(4096);
+    for fields in items {
+        let mut line = Map::new();
+        line.insert("t_us".into(), t_us.into());
+        line.insert("pid".into(), pid.into());
+        line.insert("role".into(), trace.role.clone().into());
+        line.insert("ev".into(), ev.into());
+        if let Value::Object(extra) = fields {
+            line.extend(extra);
+        }
+        serde_json::to_writer(&mut buf, &Value::Object(line)).expect("serialising a JSON map");
+        buf.push(b'\n');
+    }
+    if buf.is_empty() {
+        return;
+    }
+    let file = trace.file.lock().unwrap_or_else(|p| p.into_inner());
+    // Best effort: a full disk must not turn a diagnostic into an outage.
+    let _ = (&*file).write_all(&buf);
+}
