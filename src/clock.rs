@@ -5,8 +5,8 @@
 //! jump hours ahead without sleeping through them. A real deployment would also worry about
 //! clock skew between machines: here every process shares one kernel clock.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static OFFSET_US: AtomicI64 = AtomicI64::new(0);

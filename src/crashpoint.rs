@@ -11,20 +11,47 @@
 //!                ─▶ sync_data ─▶ [relay.after_sync] ─▶ mark published
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every crash point, with what a crash there shows. `outbox-lab crash-points` prints this.
 pub const CATALOGUE: &[(&str, &str)] = &[
-    ("naive.after_commit", "naive service: order committed, event never appended -> LOST event"),
-    ("naive.after_publish", "naive publish-first: event appended, order never committed -> GHOST event"),
-    ("order.before_commit", "outbox service: order+event rolled back together -> nothing (client retries)"),
-    ("order.after_commit", "outbox service: order+event committed, reply never sent -> both, once (retry says duplicate)"),
-    ("relay.after_claim", "relay: rows leased, nothing appended -> lease expires, another pass ships them: nothing lost"),
-    ("relay.after_append", "relay: written but not synced nor marked -> republished (a copy may survive in the page cache)"),
-    ("relay.after_sync", "relay: durably appended, not marked -> DELIVERED TWICE: the duplicate the consumer absorbs"),
-    ("broker.torn_append", "broker: half a record written -> torn tail truncated by the next writer, batch republished"),
-    ("consumer.after_apply", "consumer: effect committed, offset not -> REDELIVERED to the consumer; the inbox skips it"),
+    (
+        "naive.after_commit",
+        "naive service: order committed, event never appended -> LOST event",
+    ),
+    (
+        "naive.after_publish",
+        "naive publish-first: event appended, order never committed -> GHOST event",
+    ),
+    (
+        "order.before_commit",
+        "outbox service: order+event rolled back together -> nothing (client retries)",
+    ),
+    (
+        "order.after_commit",
+        "outbox service: order+event committed, reply never sent -> both, once (retry says duplicate)",
+    ),
+    (
+        "relay.after_claim",
+        "relay: rows leased, nothing appended -> lease expires, another pass ships them: nothing lost",
+    ),
+    (
+        "relay.after_append",
+        "relay: written but not synced nor marked -> republished (a copy may survive in the page cache)",
+    ),
+    (
+        "relay.after_sync",
+        "relay: durably appended, not marked -> DELIVERED TWICE: the duplicate the consumer absorbs",
+    ),
+    (
+        "broker.torn_append",
+        "broker: half a record written -> torn tail truncated by the next writer, batch republished",
+    ),
+    (
+        "consumer.after_apply",
+        "consumer: effect committed, offset not -> REDELIVERED to the consumer; the inbox skips it",
+    ),
 ];
 
 struct Armed {
@@ -46,7 +73,9 @@ pub fn parse_spec(spec: &str) -> Result<Vec<(&'static str, u64)>, String> {
             .iter()
             .find(|(known, _)| *known == name)
             .map(|(known, _)| *known)
-            .ok_or_else(|| format!("unknown crash point {name:?} (see `outbox-lab crash-points`)"))?;
+            .ok_or_else(|| {
+                format!("unknown crash point {name:?} (see `outbox-lab crash-points`)")
+            })?;
         let hit: u64 = hit
             .parse()
             .ok()
@@ -59,16 +88,28 @@ pub fn parse_spec(spec: &str) -> Result<Vec<(&'static str, u64)>, String> {
 
 fn armed() -> &'static [Armed] {
     ARMED.get_or_init(|| {
-        let Ok(spec) = std::env::var("OUTBOX_CRASH") else { return Vec::new() };
+        let Ok(spec) = std::env::var("OUTBOX_CRASH") else {
+            return Vec::new();
+        };
         let parsed = parse_spec(&spec).unwrap_or_else(|e| panic!("OUTBOX_CRASH: {e}"));
-        parsed.into_iter().map(|(name, hit)| Armed { name, hit, passes: AtomicU64::new(0) }).collect()
+        parsed
+            .into_iter()
+            .map(|(name, hit)| Armed {
+                name,
+                hit,
+                passes: AtomicU64::new(0),
+            })
+            .collect()
     })
 }
 
 /// Count a pass through `name`; true exactly when this pass is the armed hit.
 /// For points that must do something half-way before dying (a torn append).
 pub fn due(name: &'static str) -> bool {
-    debug_assert!(CATALOGUE.iter().any(|(n, _)| *n == name), "crash point {name} not in CATALOGUE");
+    debug_assert!(
+        CATALOGUE.iter().any(|(n, _)| *n == name),
+        "crash point {name} not in CATALOGUE"
+    );
     armed()
         .iter()
         .filter(|a| a.name == name)

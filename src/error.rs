@@ -12,11 +12,21 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug)]
 pub enum Error {
     /// An I/O error, with what we were doing when it happened.
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     /// SQLite said no (after its busy timeout, if it was a lock).
-    Sqlite { context: String, source: rusqlite::Error },
+    Sqlite {
+        context: String,
+        source: rusqlite::Error,
+    },
     /// A record in the middle of a log failed its CRC or did not parse: never skipped.
-    Corrupt { file: PathBuf, offset_bytes: u64, reason: String },
+    Corrupt {
+        file: PathBuf,
+        offset_bytes: u64,
+        reason: String,
+    },
     /// The data directory is missing or was never initialised.
     NotInitialised { dir: PathBuf, reason: String },
     /// Bad user input: names the field and what is wrong with it.
@@ -28,7 +38,11 @@ impl fmt::Display for Error {
         match self {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Sqlite { context, source } => write!(f, "{context}: {source}"),
-            Error::Corrupt { file, offset_bytes, reason } => write!(
+            Error::Corrupt {
+                file,
+                offset_bytes,
+                reason,
+            } => write!(
                 f,
                 "corrupt record in {} at byte offset {offset_bytes}: {reason}",
                 file.display()
@@ -61,18 +75,27 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn ctx(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context.into(), source })
+        self.map_err(|source| Error::Io {
+            context: context.into(),
+            source,
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, rusqlite::Error> {
     fn ctx(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Sqlite { context: context.into(), source })
+        self.map_err(|source| Error::Sqlite {
+            context: context.into(),
+            source,
+        })
     }
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(source: rusqlite::Error) -> Self {
-        Error::Sqlite { context: "sqlite".into(), source }
+        Error::Sqlite {
+            context: "sqlite".into(),
+            source,
+        }
     }
 }

@@ -1,10 +1,62 @@
-//! outbox-lab (tour written below once the pipeline stands).
+//! # outbox-lab: the transactional outbox, and a lab that crashes it
+//!
+//! An order service must publish an `OrderPlaced` event for every order it commits. The
+//! database and the event log are two systems; no transaction spans both, so writing to each
+//! in turn (a *dual write*) loses events — or invents them — whenever a crash lands between
+//! the two writes. This crate shows that happening, then closes the hole.
+//!
+//! ## The pipeline (what you would reuse in production)
+//!
+//! ```text
+//!  client ─place─▶ order::OrderService ══ one SQLite tx ══▶ orders.db { orders, outbox }
+//!                                                              │ outbox::claim_batch
+//!                                                              │ (UPDATE … RETURNING lease)
+//!                                                              ▼
+//!                      relay::Relay ×K ── write + sync_data ──▶ broker: orders.pN.log
+//!                           └── outbox::mark_published (only while the lease is ours)
+//!                                                              │ read from offset
+//!                                                              ▼
+//!                      consumer ══ one SQLite tx (inbox + effect) ══▶ consumer.db
+//!                           └── commit the offset afterwards (so redelivery can happen)
+//! ```
+//!
+//! Read it in that order: [`order`] (the business write and its event, in one transaction),
+//! [`outbox`] (claiming and marking rows), [`relay`] (the at-least-once copy loop), [`broker`]
+//! (an append-only, CRC-checked file log per partition), [`consumer`] (exactly-once *effects*
+//! from at-least-once *delivery*, via the inbox).
+//!
+//! Shared plumbing: [`datadir`] (where everything lives), [`db`] (SQLite with explicit
+//! durability), [`event`] (the record's shape), [`clock`], [`trace`] (`trace.jsonl`),
+//! [`error`].
+//!
+//! ## The lab (what proves it)
+//!
+//! [`crashpoint`] is the pipeline's only tie to the lab: named moments where an armed process
+//! SIGKILLs itself. [`lab`] holds the checker (`verify`), the crash harness and the benchmarks.
+//!
+//! ## The promises, and where each is kept
+//!
+//! | promise | kept by |
+//! |---|---|
+//! | no order without its event | order row + outbox row in one transaction ([`order::service`]) |
+//! | no event without its order | the same transaction: a rollback takes both |
+//! | every event reaches the log | the relay retries until marked; leases expire ([`outbox::claim`]) |
+//! | marked ⇒ durable in the log | `sync_data()` before the mark ([`relay`]) |
+//! | each effect exactly once | inbox row + effect in one transaction ([`consumer::apply`]) |
+//! | per-order event order | one partition per order; only an order's oldest unpublished event is claimable |
 
 pub mod broker;
 pub mod clock;
+pub mod consumer;
 pub mod crashpoint;
+pub mod datadir;
+pub mod db;
 pub mod error;
 pub mod event;
+pub mod lab;
+pub mod order;
+pub mod outbox;
+pub mod relay;
 pub mod trace;
 
 pub use error::{Error, Result};

@@ -25,8 +25,14 @@ pub fn init(dir: &Path, role: &str) -> std::io::Result<()> {
     if std::env::var("OUTBOX_TRACE").is_ok_and(|v| v == "0") {
         return Ok(());
     }
-    let file = OpenOptions::new().create(true).append(true).open(dir.join("trace.jsonl"))?;
-    let _ = TRACE.set(Trace { file: Mutex::new(file), role: role.to_string() });
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("trace.jsonl"))?;
+    let _ = TRACE.set(Trace {
+        file: Mutex::new(file),
+        role: role.to_string(),
+    });
     Ok(())
 }
 

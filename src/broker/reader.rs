@@ -1,0 +1,294 @@
+//! Reading a partition from a byte offset: whole, CRC-verified records, in order.
+//!
+//! Readers share the file with writers in other processes and take no lock: appends only ever
+//! add bytes after the last whole record, so everything a reader has verified stays true. What
+//! a reader may see at the end is a line still being written (no '\n' yet, or a CRC that does
+//! not match the part that has arrived): it stops *before* that line and reports nothing, and
+//! the next call picks it up once it is whole. Readers never truncate — only a writer, holding
+//! the lock, may decide a tail is torn rather than in flight.
+//!
+//! ```text
+//!   [good][good][BAD][good]…   bad line with data after it → Error::Corrupt at BAD's offset
+//!   [good][good][BAD]          bad last line → stop before it (torn, or still arriving)
+//!   [good][good][goo           no '\n' yet   → stop before it
+//! ```
+//!
+//! A bad line in the middle cannot be explained by a crash (a writer cuts a torn tail before
+//! appending after it), so it is reported — file and byte offset — and never skipped: skipping
+//! would silently lose an event.
+//!
+//! The file is read in chunks of [`READ_CHUNK_BYTES`], never byte by byte. A real broker
+//! (Kafka) would hand a consumer whole batches with `sendfile()` and let the client verify them.
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{MAX_LINE_BYTES, verify_line};
+use crate::error::{Context, Error, Result};
+
+/// How much to read per `pread` once a read is under way: big enough that syscalls are noise,
+/// small enough to stay in cache.
+pub(crate) const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The first read of a `read_from` guesses from `max_records` how much it needs, so a consumer
+/// asking for 100 records does not pull 256 KiB each time. Events are ~300 bytes; guess high.
+const GUESS_BYTES_PER_RECORD: usize = 512;
+const MIN_FIRST_READ_BYTES: usize = 4096;
+
+/// One whole, verified record and where it sits in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Where the record's line starts.
+    pub offset_bytes: u64,
+    /// Where the next record starts: the offset to resume (or commit) after this one.
+    pub next_offset_bytes: u64,
+    /// The JSON, without CRC or newline.
+    pub json: Vec<u8>,
+}
+
+/// A whole file, as the checker sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub records: Vec<RawRecord>,
+    /// Bytes after the last whole record: a torn tail (or a line still being written).
+    pub torn_tail_bytes: u64,
+}
+
+/// Reads one partition file. Never locks, never truncates.
+#[derive(Debug)]
+pub struct LogReader {
+    file: File,
+    path: PathBuf,
+    /// Reused between calls: no allocation per poll.
+    buf: Vec<u8>,
+}
+
+impl LogReader {
+    /// Open a partition file for reading. A missing file means the broker was never created.
+    pub fn open(path: &Path) -> Result<LogReader> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let broker_dir = path.parent().unwrap_or(Path::new("."));
+                return Err(Error::NotInitialised {
+                    dir: super::data_dir_of(broker_dir),
+                    reason: format!("log file {} is missing", path.display()),
+                });
+            }
+            Err(e) => return Err(e).ctx(format!("opening {} for reading", path.display())),
+        };
+        Ok(LogReader {
+            file,
+            path: path.to_path_buf(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Whole, CRC-verified records starting at `offset_bytes`, at most `max_records`.
+    ///
+    /// `offset_bytes` must be a record boundary (0, or a `next_offset_bytes` this module
+    /// returned): anything else reads as a bad line. Stops quietly before a last line that has
+    /// no '\n' yet, or that fails its CRC and is the very last line (it may still be being
+    /// written). A bad line with more data after it: `Error::Corrupt` at the line's start.
+    /// An offset past the end of the file is also `Error::Corrupt`: the log lost records a
+    /// consumer had already read, which only a lost (unsynced) write or a swapped file explains.
+    pub fn read_from(&mut self, offset_bytes: u64, max_records: usize) -> Result<Vec<RawRecord>> {
+        let mut records = Vec::new();
+        if max_records == 0 {
+            return Ok(records);
+        }
+        let first_read_bytes = max_records
+            .saturating_mul(GUESS_BYTES_PER_RECORD)
+            .clamp(MIN_FIRST_READ_BYTES, READ_CHUNK_BYTES);
+        self.buf.clear();
+        let walk = walk(
+            &self.file,
+            &self.path,
+            offset_bytes,
+            &mut self.buf,
+            first_read_bytes,
+            |rec| {
+                records.push(RawRecord {
+                    offset_bytes: rec.offset_bytes,
+                    next_offset_bytes: rec.next_offset_bytes,
+                    json: rec.json.to_vec(),
+                });
+                records.len() < max_records
+            },
+        )?;
+        if walk.seen_end_bytes == offset_bytes && offset_bytes > 0 {
+            self.check_offset_within_file(offset_bytes)?;
+        }
+        Ok(records)
+    }
+
+    fn check_offset_within_file(&self, offset_bytes: u64) -> Result<()> {
+        let len_bytes = self
+            .file
+            .metadata()
+            .ctx(format!("stat {}", self.path.display()))?
+            .len();
+        if offset_bytes > len_bytes {
+            return Err(Error::Corrupt {
+                file: self.path.clone(),
+                offset_bytes,
+                reason: format!("read offset is past the end of the log ({len_bytes} bytes)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Read a whole file for the checker: every good record, plus how many bytes of torn tail
+/// follow. A bad line in the middle is `Error::Corrupt`, as for any reader.
+pub fn scan(path: &Path) -> Result<Scan> {
+    let mut reader = LogReader::open(path)?;
+    let mut records = Vec::new();
+    let walk = walk(
+        &reader.file,
+        path,
+        0,
+        &mut reader.buf,
+        READ_CHUNK_BYTES,
+        |rec| {
+            records.push(RawRecord {
+                offset_bytes: rec.offset_bytes,
+                next_offset_bytes: rec.next_offset_bytes,
+                json: rec.json.to_vec(),
+            });
+            true
+        },
+    )?;
+    Ok(Scan {
+        records,
+        torn_tail_bytes: walk.seen_end_bytes - walk.stopped_at_bytes,
+    })
+}
+
+/// One verified record, borrowed from the walk's buffer.
+pub(crate) struct Line<'a> {
+    pub offset_bytes: u64,
+    pub next_offset_bytes: u64,
+    pub json: &'a [u8],
+}
+
+/// How a walk ended.
+pub(crate) struct Walk {
+    /// The offset after the last whole record handed out: where the good data ends (or where
+    /// the caller asked to stop).
+    pub stopped_at_bytes: u64,
+    /// The end of what was read from the file (its length when the walk reached the end).
+    pub seen_end_bytes: u64,
+}
+
+/// The one loop that reads records: from `start_bytes` (a record boundary), calling `on_record`
+/// for each good line until it returns false, the file ends, or a torn last line is reached.
+///
+/// `buf` may arrive holding the file's bytes from `start_bytes` on (the tail check has already
+/// read them); the walk reads more as needed, `first_read_bytes` first, then in chunks.
+/// Whether a bad line is the *last* line is only decided by a read that returns 0 bytes: a
+/// short read never counts as the end of the file.
+pub(crate) fn walk(
+    file: &File,
+    path: &Path,
+    start_bytes: u64,
+    buf: &mut Vec<u8>,
+    first_read_bytes: usize,
+    mut on_record: impl FnMut(Line<'_>) -> bool,
+) -> Result<Walk> {
+    assert!(
+        first_read_bytes > 0,
+        "walk: a read of 0 bytes would look like the end of the file"
+    );
+    let mut buf_start_bytes = start_bytes; // file offset of buf[0]
+    let mut pos = 0; // index in buf where the next line starts
+    let mut eof = false;
+    let mut read_bytes = first_read_bytes;
+    loop {
+        let line_start_bytes = buf_start_bytes + pos as u64;
+        let stop = || Walk {
+            stopped_at_bytes: line_start_bytes,
+            seen_end_bytes: buf_start_bytes + buf.len() as u64,
+        };
+        let corrupt = |reason: String| Error::Corrupt {
+            file: path.to_path_buf(),
+            offset_bytes: line_start_bytes,
+            reason,
+        };
+        let newline = buf[pos..].iter().position(|&b| b == b'\n');
+        match newline {
+            Some(len) if len + 1 > MAX_LINE_BYTES => {
+                return Err(corrupt(format!(
+                    "line of {} bytes is longer than the longest record ({MAX_LINE_BYTES})",
+                    len + 1
+                )));
+            }
+            Some(len) => match verify_line(&buf[pos..pos + len]) {
+                Ok(json) => {
+                    pos += len + 1;
+                    let line = Line {
+                        offset_bytes: line_start_bytes,
+                        next_offset_bytes: line_start_bytes + len as u64 + 1,
+                        json,
+                    };
+                    if !on_record(line) {
+                        let mut walk = stop();
+                        walk.stopped_at_bytes += len as u64 + 1;
+                        return Ok(walk);
+                    }
+                    continue;
+                }
+                Err(reason) => {
+                    let after = buf.len() - (pos + len + 1);
+                    if after > 0 {
+                        return Err(corrupt(format!("{reason}; {after} more bytes follow it")));
+                    }
+                    if eof {
+                        return Ok(stop()); // the very last line: torn, or still arriving
+                    }
+                }
+            },
+            None if buf.len() - pos >= MAX_LINE_BYTES => {
+                return Err(corrupt(format!(
+                    "no newline within {MAX_LINE_BYTES} bytes (the longest record)"
+                )));
+            }
+            None if eof => return Ok(stop()), // an unfinished last line, or a clean end
+            None => {}
+        }
+        // Need more bytes: drop what is consumed, read the next chunk after what we hold.
+        buf.drain(..pos);
+        buf_start_bytes += pos as u64;
+        pos = 0;
+        let n = read_more(file, path, buf, buf_start_bytes, read_bytes)?;
+        eof = n == 0;
+        read_bytes = READ_CHUNK_BYTES;
+    }
+}
+
+/// Append up to `want_bytes` from the file to `buf`, reading at `buf_start_bytes + buf.len()`.
+fn read_more(
+    file: &File,
+    path: &Path,
+    buf: &mut Vec<u8>,
+    buf_start_bytes: u64,
+    want_bytes: usize,
+) -> Result<usize> {
+    let held = buf.len();
+    buf.resize(held + want_bytes, 0);
+    let at_bytes = buf_start_bytes + held as u64;
+    let n = loop {
+        match file.read_at(&mut buf[held..], at_bytes) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                buf.truncate(held);
+                return Err(e).ctx(format!("reading {} at byte {at_bytes}", path.display()));
+            }
+        }
+    };
+    buf.truncate(held + n);
+    Ok(n)
+}

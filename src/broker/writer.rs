@@ -1,0 +1,239 @@
+//! Appending: the [`Broker`] a relay (or the naive service) writes through.
+//!
+//! ```text
+//!   write(p, batch):  lock p ─▶ tail check (cut a torn tail) ─▶ ONE write() ─▶ unlock
+//!   sync(p):          fdatasync p                      ← only now is the batch durable
+//! ```
+//!
+//! Many processes may append to one partition at once; each holds its own open file, and the
+//! exclusive `flock` serialises them. The lock is what makes tail recovery safe: a writer only
+//! cuts a bad last line while nobody else can be halfway through writing it. The file is opened
+//! `O_APPEND`, so a write lands at the end even if another process grew the file since we
+//! looked — belt and braces, since under the lock it cannot have.
+//!
+//! One `write()` per batch: a batch of 100 records is one syscall, and a crash mid-batch tears
+//! at most the one line being written when it hit (see [`super::recover`]).
+//!
+//! A real broker (Kafka) has one leader per partition that appends in memory order, replicates
+//! to followers, and calls a record committed once enough replicas have it. Here, one file per
+//! partition on one disk; "committed" is `fdatasync` returning.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use super::record::encode_record;
+use super::tail::{Locked, recover_locked};
+use super::{MAX_RECORD_BYTES, data_dir_of, log_path};
+use crate::crashpoint;
+use crate::error::{Context, Error, Result};
+
+/// Where one `write` put its records: `first_offset_bytes..end_offset_bytes` in the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub partition: u32,
+    /// Where the batch's first record starts.
+    pub first_offset_bytes: u64,
+    /// Where the batch ends: the file's length right after the append.
+    pub end_offset_bytes: u64,
+}
+
+/// One per process: each partition's file held open for appending.
+///
+/// Invariants: `files.len()` is the partition count (> 0); a partition's `known_end_bytes` is
+/// `Some` only right after this process's own successful append ended there.
+#[derive(Debug)]
+pub struct Broker {
+    files: Vec<PartitionFile>,
+    /// The encoded batch, reused: no allocation per append on the hot path.
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct PartitionFile {
+    path: PathBuf,
+    file: File,
+    /// Where our own last append ended. If the file is still exactly this long at the next
+    /// append, the tail check is skipped: files only grow (by whole batches under the lock, or
+    /// by a crashed writer's torn prefix) and only a torn tail is ever cut — never a whole
+    /// record, so never below our end. Equal length therefore means nothing happened after us,
+    /// and our last line is whole because our write returned.
+    known_end_bytes: Option<u64>,
+}
+
+impl Broker {
+    /// Create `broker_dir` and every partition file (empty) if missing. Idempotent: an existing
+    /// file is opened, never truncated.
+    pub fn create(broker_dir: &Path, partitions: u32) -> Result<()> {
+        assert!(partitions > 0, "Broker::create: partitions must be > 0");
+        std::fs::create_dir_all(broker_dir).ctx(format!("creating {}", broker_dir.display()))?;
+        for partition in 0..partitions {
+            let path = log_path(broker_dir, partition);
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .ctx(format!("creating {}", path.display()))?;
+        }
+        // The new directory entries must survive a power cut too, or `open` would find a
+        // partition missing after one.
+        sync_dir(broker_dir)
+    }
+
+    /// Open every partition for appending. A missing directory or partition file is
+    /// `Error::NotInitialised`, naming it.
+    pub fn open(broker_dir: &Path, partitions: u32) -> Result<Broker> {
+        assert!(partitions > 0, "Broker::open: partitions must be > 0");
+        if !broker_dir.is_dir() {
+            return Err(Error::NotInitialised {
+                dir: data_dir_of(broker_dir),
+                reason: format!("broker directory {} is missing", broker_dir.display()),
+            });
+        }
+        let files = (0..partitions)
+            .map(|partition| PartitionFile::open(broker_dir, partition))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Broker {
+            files,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.files.len() as u32
+    }
+
+    /// Append `records` (each a JSON byte string without '\n') to one partition, in order,
+    /// with ONE `write()`: lock, cut a torn tail, write, unlock. NOT durable until [`sync`].
+    ///
+    /// Errors: a record over [`MAX_RECORD_BYTES`] (`Error::Input`, nothing written); a corrupt
+    /// line near the end of the partition (`Error::Corrupt`: the writer refuses to append after
+    /// it); I/O errors.
+    ///
+    /// Crash point `broker.torn_append`: writes the first half of the first record, then dies.
+    ///
+    /// [`sync`]: Broker::sync
+    pub fn write(&mut self, partition: u32, records: &[&[u8]]) -> Result<Appended> {
+        assert!(
+            partition < self.partitions(),
+            "Broker::write: partition {partition} out of range (partitions = {})",
+            self.partitions()
+        );
+        assert!(
+            !records.is_empty(),
+            "Broker::write: an empty batch is a caller bug"
+        );
+        self.encode(partition, records)?;
+
+        let p = &mut self.files[partition as usize];
+        let known_end_bytes = p.known_end_bytes.take(); // trusted again only if we finish
+        let _lock = Locked::exclusive(&p.file, &p.path)?;
+        let first_offset_bytes = recover_locked(&p.file, &p.path, known_end_bytes)?.good_end_bytes;
+
+        if crashpoint::due("broker.torn_append") {
+            tear(&p.file, &self.buf);
+        }
+        if let Err(e) = (&p.file).write_all(&self.buf) {
+            // A short write (disk full) leaves a torn tail. Cut it now, best effort; if that
+            // fails too, the next writer's tail check cuts it.
+            let _ = p.file.set_len(first_offset_bytes);
+            return Err(e).ctx(format!(
+                "appending {} records ({} bytes) to {}",
+                records.len(),
+                self.buf.len(),
+                p.path.display()
+            ));
+        }
+        let end_offset_bytes = first_offset_bytes + self.buf.len() as u64;
+        p.known_end_bytes = Some(end_offset_bytes);
+        Ok(Appended {
+            partition,
+            first_offset_bytes,
+            end_offset_bytes,
+        })
+    }
+
+    /// Make everything appended to `partition` so far durable.
+    pub fn sync(&mut self, partition: u32) -> Result<()> {
+        assert!(
+            partition < self.partitions(),
+            "Broker::sync: partition {partition} out of range (partitions = {})",
+            self.partitions()
+        );
+        let p = &self.files[partition as usize];
+        // fdatasync, not fsync: the data and the file length must reach the disk; mtime need not.
+        p.file
+            .sync_data()
+            .ctx(format!("syncing {}", p.path.display()))
+    }
+
+    /// [`write`](Broker::write) then [`sync`](Broker::sync): for callers that append one batch
+    /// at a time and need it durable before going on (the naive service).
+    pub fn append_durable(&mut self, partition: u32, records: &[&[u8]]) -> Result<Appended> {
+        let appended = self.write(partition, records)?;
+        self.sync(partition)?;
+        Ok(appended)
+    }
+
+    /// Encode the batch into `self.buf`. Oversized records are bad input, not a bug: an order's
+    /// payload comes from a user.
+    fn encode(&mut self, partition: u32, records: &[&[u8]]) -> Result<()> {
+        self.buf.clear();
+        for (i, json) in records.iter().enumerate() {
+            if json.len() > MAX_RECORD_BYTES {
+                return Err(Error::Input(format!(
+                    "record {i} of a batch for partition {partition} is {} bytes; the limit is {MAX_RECORD_BYTES}",
+                    json.len()
+                )));
+            }
+            encode_record(json, &mut self.buf);
+        }
+        Ok(())
+    }
+}
+
+impl PartitionFile {
+    fn open(broker_dir: &Path, partition: u32) -> Result<PartitionFile> {
+        let path = log_path(broker_dir, partition);
+        // Read access too: the tail check reads the end of the file before appending.
+        let file = match OpenOptions::new().read(true).append(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::NotInitialised {
+                    dir: data_dir_of(broker_dir),
+                    reason: format!("partition file {} is missing", path.display()),
+                });
+            }
+            Err(e) => return Err(e).ctx(format!("opening {} for appending", path.display())),
+        };
+        Ok(PartitionFile {
+            path,
+            file,
+            known_end_bytes: None,
+        })
+    }
+}
+
+/// The `broker.torn_append` crash: half of the first record, no '\n', then SIGKILL — what a
+/// power cut or a kill mid-`write()` leaves behind.
+fn tear(file: &File, encoded: &[u8]) -> ! {
+    let first_line_bytes = encoded
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("an encoded record ends in '\\n'")
+        + 1;
+    let cut_bytes = first_line_bytes / 2;
+    assert!(
+        cut_bytes > 0 && cut_bytes < first_line_bytes,
+        "a torn append must cut inside the first line"
+    );
+    let _ = (&*file).write_all(&encoded[..cut_bytes]);
+    crashpoint::die("broker.torn_append")
+}
+
+/// fsync a directory, so that entries created or renamed in it survive a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(format!("syncing directory {}", dir.display()))
+}

@@ -1,0 +1,201 @@
+//! Subcommands. Exit codes: 0 ok, 1 the command ran but found a problem (a failed input line,
+//! a failed verification), 2 an operating error (printed on stderr).
+
+mod place;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Parser, Subcommand};
+
+use outbox_lab::consumer::{self, ConsumerConfig};
+use outbox_lab::datadir::DataDir;
+use outbox_lab::lab::checker;
+use outbox_lab::relay::{Relay, RelayConfig};
+use outbox_lab::{Result, broker, crashpoint, trace};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "outbox-lab",
+    version,
+    about = "The transactional outbox pattern, as a crash lab"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create both databases and the broker (idempotent).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = broker::DEFAULT_PARTITIONS)]
+        partitions: u32,
+    },
+    /// Place orders: generated (--count/--seed) or JSON lines from stdin.
+    Place(place::PlaceArgs),
+    /// Pay an order: writes OrderPaid (seq 2) with the status change.
+    Pay {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        order_id: i64,
+    },
+    /// Ship a paid order: writes OrderShipped (seq 3) with the status change.
+    Ship {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        order_id: i64,
+    },
+    /// A polling relay: outbox rows -> log. Several may run at once.
+    Relay {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "relay")]
+        id: String,
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 5_000)]
+        lease_ms: u64,
+        /// Exit when no unpublished row remains.
+        #[arg(long)]
+        until_empty: bool,
+    },
+    /// The idempotent consumer (one worker per partition).
+    Consume {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "points")]
+        group: String,
+        #[arg(long, default_value_t = 20)]
+        poll_ms: u64,
+        /// Exit once every partition has been read to its end.
+        #[arg(long)]
+        until_idle: bool,
+    },
+    /// The checker: lost, ghost, redelivered, applied twice, out of order.
+    Verify {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "points")]
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the crash points, with what a crash at each one shows.
+    CrashPoints,
+}
+
+/// SIGTERM/SIGINT set the flag; long-running loops check it between steps.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| {
+            outbox_lab::Error::Io {
+                context: "installing signal handlers".into(),
+                source: e,
+            }
+        })?;
+    }
+    Ok(stop)
+}
+
+fn open(dir: &std::path::Path, role: &str) -> Result<DataDir> {
+    let data = DataDir::open(dir)?;
+    trace::init(&data.root, role).map_err(|e| outbox_lab::Error::Io {
+        context: format!("opening {}", data.trace_path().display()),
+        source: e,
+    })?;
+    Ok(data)
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init { dir, partitions } => {
+            let data = DataDir::init(&dir, partitions)?;
+            println!(
+                "initialised {} with {} partitions",
+                data.root.display(),
+                data.partitions
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Place(args) => place::run(args),
+        Command::Pay { dir, order_id } => place::transition(&dir, order_id, true),
+        Command::Ship { dir, order_id } => place::transition(&dir, order_id, false),
+        Command::Relay {
+            dir,
+            id,
+            poll_ms,
+            batch,
+            lease_ms,
+            until_empty,
+        } => {
+            let data = open(&dir, &id)?;
+            let stop = stop_flag()?;
+            let config = RelayConfig {
+                name: id,
+                poll_ms,
+                batch,
+                lease_ms,
+            };
+            let totals = Relay::open(&data, config)?.run(&stop, until_empty)?;
+            eprintln!(
+                "{}",
+                serde_json::to_string(&totals).expect("totals serialise")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Consume {
+            dir,
+            group,
+            poll_ms,
+            until_idle,
+        } => {
+            let data = open(&dir, "consumer")?;
+            let stop = stop_flag()?;
+            let config = ConsumerConfig {
+                group,
+                poll_ms,
+                until_idle,
+                ..ConsumerConfig::default()
+            };
+            let totals = consumer::run(&data, &config, stop)?;
+            eprintln!(
+                "{}",
+                serde_json::to_string(&totals).expect("totals serialise")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir, group, json } => {
+            let data = DataDir::open(&dir)?;
+            let report = checker::check(&data, &group)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serialises")
+                );
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::CrashPoints => {
+            for (name, what) in crashpoint::CATALOGUE {
+                println!("{name:<22} {what}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

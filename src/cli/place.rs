@@ -1,0 +1,104 @@
+//! `place`, `pay`, `ship`: the order service's command line. One reply line per input line,
+//! written and flushed as soon as that line is done (programs drive this through pipes).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use outbox_lab::order::lifecycle::Transition;
+use outbox_lab::order::{Mode, OrderRequest, OrderService, generate};
+use outbox_lab::{Error, Result};
+
+#[derive(Args, Debug)]
+pub struct PlaceArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = Mode::Outbox)]
+    pub mode: Mode,
+    /// Generate this many orders instead of reading stdin.
+    #[arg(long)]
+    pub count: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Index of the first generated order (request ids are s{seed}-o{index}).
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
+}
+
+pub fn run(args: PlaceArgs) -> Result<ExitCode> {
+    let dir = super::open(&args.dir, "order-service")?;
+    let mut service = OrderService::open(&dir, args.mode)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut failed = 0u64;
+    let mut reply = |line: serde_json::Value| -> Result<()> {
+        writeln!(out, "{line}")
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::Io {
+                context: "writing a reply to stdout".into(),
+                source: e,
+            })
+    };
+    if let Some(count) = args.count {
+        for request in generate(args.seed, args.first, count) {
+            let placed = service.place(&request)?;
+            reply(serde_json::to_value(&placed).expect("reply serialises"))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (number, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(|e| Error::Io {
+            context: "reading stdin".into(),
+            source: e,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = OrderRequest::parse(&line)
+            .map_err(Error::Input)
+            .and_then(|request| service.place(&request));
+        match result {
+            Ok(placed) => reply(serde_json::to_value(&placed).expect("reply serialises"))?,
+            Err(Error::Input(problem)) => {
+                failed += 1;
+                reply(
+                    json!({ "request_id": request_id_of(&line), "line": number + 1, "error": problem }),
+                )?;
+            }
+            // Not the input's fault (disk, database): stop rather than guess.
+            Err(other) => return Err(other),
+        }
+    }
+    if failed > 0 {
+        eprintln!("outbox-lab: {failed} input line(s) rejected; nothing was written for them");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The request_id of a rejected line, if it has one, so the client can match the error.
+fn request_id_of(line: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("request_id").cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+pub fn transition(dir: &Path, order_id: i64, pay: bool) -> Result<ExitCode> {
+    let data = super::open(dir, "order-service")?;
+    let mut service = OrderService::open(&data, Mode::Outbox)?;
+    let step = if pay {
+        Transition::Pay
+    } else {
+        Transition::Ship
+    };
+    let seq = service.transition(order_id, step)?;
+    println!(
+        "{}",
+        json!({ "order_id": order_id, "aggregate_seq": seq, "status": if pay { "paid" } else { "shipped" } })
+    );
+    Ok(ExitCode::SUCCESS)
+}

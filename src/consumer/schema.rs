@@ -1,0 +1,48 @@
+//! The schema of `consumer.db`: the inbox (dedupe), the effect ledger and the state it drives.
+//!
+//! The story: a loyalty-points service. Each `OrderPlaced` credits the customer one point per
+//! whole dollar. Applying an event twice inflates a balance anyone can see, so `effects` has NO
+//! unique constraint on `event_id`: a double application is physically possible and visible,
+//! and only the inbox — in the same transaction — prevents it.
+
+use std::path::Path;
+
+use crate::db::{self, Synchronous};
+use crate::error::{Context, Result};
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inbox (
+    event_id        TEXT PRIMARY KEY,
+    processed_at_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS effects (
+    id            INTEGER PRIMARY KEY,
+    event_id      TEXT NOT NULL,          -- deliberately not UNIQUE: see above
+    aggregate_id  TEXT NOT NULL,
+    aggregate_seq INTEGER NOT NULL,
+    event_type    TEXT NOT NULL,
+    applied_at_us INTEGER NOT NULL,
+    created_at_us INTEGER NOT NULL,       -- when the event was committed: latency = applied - created
+    customer      TEXT,
+    points        INTEGER NOT NULL,
+    partition     INTEGER NOT NULL,
+    offset_bytes  INTEGER NOT NULL        -- where in the log the applied copy was
+);
+CREATE INDEX IF NOT EXISTS effects_by_event ON effects (event_id);
+CREATE TABLE IF NOT EXISTS points (
+    customer TEXT PRIMARY KEY,
+    balance  INTEGER NOT NULL
+);
+-- Counters updated in the same transaction as what they count.
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+";
+
+pub fn create(path: &Path) -> Result<()> {
+    // FULL: init runs once; nothing to gain from weaker durability.
+    let conn = db::create(path, Synchronous::Full)?;
+    conn.execute_batch(SCHEMA)
+        .ctx(format!("creating schema in {}", path.display()))
+}

@@ -1,0 +1,130 @@
+//! Claiming a batch of unpublished rows, and marking them published — fenced by the lease.
+//!
+//! The claim is ONE statement, `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`, run in
+//! its own `BEGIN IMMEDIATE` transaction. SQLite has a single writer, so two claims can never
+//! interleave: the second one sees the first one's leases and skips those rows. That is what
+//! Postgres' `SELECT … FOR UPDATE SKIP LOCKED` buys with row locks; here the lease columns are
+//! the lock, and they outlive the transaction, so a relay can append and sync without holding
+//! the database's write lock.
+//!
+//! A row is claimable when it is unpublished, its lease is absent or expired, and no earlier
+//! event of the same aggregate is still unpublished (so per order, the first copy of every
+//! event reaches the log in seq order, whatever the number of relays — see WRITEUP.md).
+//!
+//! Marking is fenced: `published_at_us` is set only where `lease_owner` is still this claim's
+//! token and the lease has not expired. A relay that was paused past its lease (a zombie)
+//! can still append late copies — the consumer absorbs them — but can never mark a row that
+//! someone else now owns.
+
+use rusqlite::{Connection, params};
+
+use crate::db::write_tx;
+use crate::error::{Context, Result};
+
+/// Upper bound on a batch: one claim and one append must stay small and quick.
+pub const MAX_BATCH: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct ClaimedRow {
+    pub id: i64,
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub aggregate_seq: i64,
+    pub event_type: String,
+    pub payload: String,
+    pub created_at_us: i64,
+    /// 1 on the first claim; more means an earlier claimant died or lost its lease.
+    pub attempts: i64,
+}
+
+#[derive(Debug)]
+pub struct Claim {
+    /// The fencing token written into `lease_owner`: unique per claim.
+    pub token: String,
+    pub lease_until_us: i64,
+    /// Sorted by id (RETURNING promises no order).
+    pub rows: Vec<ClaimedRow>,
+}
+
+const CLAIM_SQL: &str = "
+UPDATE outbox
+   SET lease_owner = ?1, lease_until_us = ?2, attempts = attempts + 1
+ WHERE id IN (
+       SELECT o.id FROM outbox AS o INDEXED BY outbox_unpublished
+        WHERE o.published_at_us IS NULL
+          AND (o.lease_until_us IS NULL OR o.lease_until_us <= ?3)
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox AS earlier INDEXED BY outbox_unpublished_by_aggregate
+               WHERE earlier.aggregate_id = o.aggregate_id
+                 AND earlier.aggregate_seq < o.aggregate_seq
+                 AND earlier.published_at_us IS NULL)
+        ORDER BY o.id
+        LIMIT ?4)
+RETURNING id, event_id, aggregate_id, aggregate_seq, event_type, payload, created_at_us, attempts";
+
+/// Claim up to `batch` rows for `lease_ms`, under the fencing `token`.
+pub fn claim_batch(
+    conn: &mut Connection,
+    token: &str,
+    now_us: i64,
+    lease_ms: u64,
+    batch: usize,
+) -> Result<Claim> {
+    assert!(
+        (1..=MAX_BATCH).contains(&batch),
+        "batch {batch} outside 1..={MAX_BATCH}"
+    );
+    let lease_until_us = now_us + (lease_ms as i64) * 1000;
+    let mut rows = write_tx(conn, |tx| {
+        let mut stmt = tx.prepare_cached(CLAIM_SQL).ctx("preparing claim")?;
+        let rows = stmt
+            .query_map(params![token, lease_until_us, now_us, batch as i64], |r| {
+                Ok(ClaimedRow {
+                    id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    aggregate_id: r.get(2)?,
+                    aggregate_seq: r.get(3)?,
+                    event_type: r.get(4)?,
+                    payload: r.get(5)?,
+                    created_at_us: r.get(6)?,
+                    attempts: r.get(7)?,
+                })
+            })
+            .ctx("claiming a batch")?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .ctx("reading claimed rows")?;
+        Ok(rows)
+    })?;
+    rows.sort_by_key(|r| r.id);
+    assert!(
+        rows.len() <= batch,
+        "claimed {} rows for a batch of {batch}",
+        rows.len()
+    );
+    Ok(Claim {
+        token: token.to_string(),
+        lease_until_us,
+        rows,
+    })
+}
+
+/// Mark `ids` published where the claim still holds them; returns how many were marked.
+/// Fewer than `ids.len()` means the lease expired and someone else may own those rows.
+pub fn mark_published(conn: &mut Connection, claim: &Claim, now_us: i64) -> Result<usize> {
+    write_tx(conn, |tx| {
+        let mut stmt = tx
+            .prepare_cached(
+                "UPDATE outbox SET published_at_us = ?1
+                  WHERE id = ?2 AND lease_owner = ?3 AND lease_until_us > ?1
+                    AND published_at_us IS NULL",
+            )
+            .ctx("preparing mark")?;
+        let mut marked = 0;
+        for row in &claim.rows {
+            marked += stmt
+                .execute(params![now_us, row.id, claim.token])
+                .ctx("marking published")?;
+        }
+        Ok(marked)
+    })
+}

@@ -1,0 +1,50 @@
+//! The schema of `orders.db`: the business table and the outbox, side by side in one file so
+//! that one SQLite transaction covers both.
+
+use std::path::Path;
+
+use crate::db::{self, Synchronous};
+use crate::error::{Context, Result};
+
+/// `orders.id` is a plain INTEGER PRIMARY KEY on purpose: SQLite hands a rolled-back id out
+/// again, which is what gives the naive publish-first ghost its nastiest face. The outbox uses
+/// AUTOINCREMENT so its ids are never reused: with SQLite's single writer, committed ids only
+/// grow, and `id > cursor` can never skip a row that commits later.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS orders (
+    id            INTEGER PRIMARY KEY,
+    request_id    TEXT UNIQUE NOT NULL,
+    customer      TEXT NOT NULL,
+    amount_cents  INTEGER NOT NULL CHECK (amount_cents > 0),
+    status        TEXT NOT NULL CHECK (status IN ('placed', 'paid', 'shipped')),
+    last_seq      INTEGER NOT NULL,  -- aggregate_seq of the order's latest event
+    created_at_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT UNIQUE NOT NULL,
+    aggregate_id    TEXT NOT NULL,
+    aggregate_seq   INTEGER NOT NULL,
+    event_type      TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    created_at_us   INTEGER NOT NULL,
+    published_at_us INTEGER,          -- NULL until durably appended AND marked
+    lease_owner     TEXT,             -- fencing token of the claim holding it: relay/pid/pass
+    lease_until_us  INTEGER,          -- the claim is void after this
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (aggregate_id, aggregate_seq)
+);
+-- The claim reads only unpublished rows: this partial index holds exactly those, so the
+-- claim's cost follows the backlog, not the table (published rows are never in it).
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at_us IS NULL;
+-- Per-aggregate ordering: 'is an earlier event of this order still unpublished?'
+CREATE INDEX IF NOT EXISTS outbox_unpublished_by_aggregate
+    ON outbox (aggregate_id, aggregate_seq) WHERE published_at_us IS NULL;
+";
+
+pub fn create(path: &Path) -> Result<()> {
+    // FULL: init runs once; nothing to gain from weaker durability.
+    let conn = db::create(path, Synchronous::Full)?;
+    conn.execute_batch(SCHEMA)
+        .ctx(format!("creating schema in {}", path.display()))
+}

@@ -1,0 +1,125 @@
+//! One relay pass: claim, append, sync, mark. See the module above for the crash windows.
+
+use serde_json::json;
+
+use crate::broker::partition_of;
+use crate::clock::now_us;
+use crate::crashpoint;
+use crate::error::Result;
+use crate::event::Event;
+use crate::outbox::{self, ClaimedRow};
+use crate::relay::Relay;
+use crate::trace;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassReport {
+    pub claimed: usize,
+    pub marked: usize,
+    pub fenced: usize,
+    pub partitions_touched: usize,
+}
+
+impl Relay {
+    /// One pass. Returns what it did; `claimed == 0` means there was nothing to claim.
+    pub fn pass(&mut self) -> Result<PassReport> {
+        self.pass_no += 1;
+        let token = format!(
+            "{}/{}/{}",
+            self.config.name,
+            std::process::id(),
+            self.pass_no
+        );
+        let claim = outbox::claim_batch(
+            &mut self.conn,
+            &token,
+            now_us(),
+            self.config.lease_ms,
+            self.config.batch,
+        )?;
+        if claim.rows.is_empty() {
+            return Ok(PassReport::default());
+        }
+        self.trace_claimed(&claim.rows);
+        crashpoint::point("relay.after_claim");
+
+        let by_partition = self.group_by_partition(&claim.rows);
+        for (partition, records) in by_partition.iter().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
+            let appended = self.broker.write(partition as u32, &slices)?;
+            trace::emit(
+                "appended",
+                json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
+                        "offset_bytes": appended.first_offset_bytes,
+                        "event_ids": records.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() }),
+            );
+        }
+        crashpoint::point("relay.after_append");
+
+        let touched: Vec<u32> = (0..self.partitions)
+            .filter(|p| !by_partition[*p as usize].is_empty())
+            .collect();
+        for partition in &touched {
+            // Durable before marked: the one ordering the relay must never break.
+            self.broker.sync(*partition)?;
+        }
+        trace::emit(
+            "synced",
+            json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
+        );
+        crashpoint::point("relay.after_sync");
+
+        let marked = outbox::mark_published(&mut self.conn, &claim, now_us())?;
+        let fenced = claim.rows.len() - marked;
+        trace::emit(
+            "marked",
+            json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,
+                    "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() }),
+        );
+        Ok(PassReport {
+            claimed: claim.rows.len(),
+            marked,
+            fenced,
+            partitions_touched: touched.len(),
+        })
+    }
+
+    /// Records grouped by partition, each group in outbox id order (claims come back sorted).
+    fn group_by_partition(&self, rows: &[ClaimedRow]) -> Vec<Vec<(String, Vec<u8>)>> {
+        let mut groups = vec![Vec::new(); self.partitions as usize];
+        for row in rows {
+            let event = Event {
+                event_id: row.event_id.clone(),
+                event_type: row.event_type.clone(),
+                aggregate_id: row.aggregate_id.clone(),
+                aggregate_seq: row.aggregate_seq,
+                payload: serde_json::from_str(&row.payload)
+                    .expect("outbox payload is JSON we wrote"),
+                created_at_us: row.created_at_us,
+                outbox_id: Some(row.id),
+                relay: self.config.name.clone(),
+                attempt: row.attempts,
+            };
+            let partition = partition_of(&row.aggregate_id, self.partitions);
+            let json = serde_json::to_vec(&event).expect("serialising an event");
+            groups[partition as usize].push((row.event_id.clone(), json));
+        }
+        groups
+    }
+
+    fn trace_claimed(&self, rows: &[ClaimedRow]) {
+        if !trace::enabled() {
+            return;
+        }
+        trace::emit_many(
+            "claimed",
+            rows.iter().map(|r| {
+                json!({ "relay": self.config.name, "pass": self.pass_no, "event_id": r.event_id,
+                        "outbox_id": r.id, "aggregate_id": r.aggregate_id,
+                        "aggregate_seq": r.aggregate_seq, "attempt": r.attempts })
+            }),
+        );
+    }
+}
