@@ -46,6 +46,7 @@
 //! | per-order event order | one partition per order; only an order's oldest unpublished event is claimable |
 
 pub mod broker;
+pub mod cli;
 pub mod clock;
 pub mod consumer;
 pub mod crashpoint;

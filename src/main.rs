@@ -1,19 +1,6 @@
-//! `outbox-lab`: a thin command line over the library. Each subcommand parses its flags,
-//! opens the data directory, and calls one library function. See README.md for the tour.
+//! `outbox-lab`: the command line lives in the library (`outbox_lab::cli`) so that the
+//! examples, which the crash harness re-executes as children, can speak it too.
 
-mod cli;
-
-use std::process::ExitCode;
-
-use clap::Parser;
-
-fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("outbox-lab: error: {e}");
-            ExitCode::from(2)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    outbox_lab::cli::main()
 }

@@ -1,6 +1,12 @@
+//! The command line: a thin layer over the library. It lives in the library (not only in
+//! `main.rs`) so that the examples can act as the binary too: the crash harness re-executes
+//! its own program (`current_exe()`) as children, and when that program is an example it must
+//! still understand `place`, `relay` and `consume`.
+//!
 //! Subcommands. Exit codes: 0 ok, 1 the command ran but found a problem (a failed input line,
 //! a failed verification), 2 an operating error (printed on stderr).
 
+mod lab;
 mod place;
 
 use std::path::PathBuf;
@@ -10,11 +16,11 @@ use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
 
-use outbox_lab::consumer::{self, ConsumerConfig};
-use outbox_lab::datadir::DataDir;
-use outbox_lab::lab::checker;
-use outbox_lab::relay::{Relay, RelayConfig};
-use outbox_lab::{Result, broker, crashpoint, trace};
+use crate::consumer::{self, ConsumerConfig};
+use crate::datadir::DataDir;
+use crate::lab::checker;
+use crate::relay::{Relay, RelayConfig};
+use crate::{Result, broker, crashpoint, trace};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,17 +97,31 @@ pub enum Command {
     },
     /// List the crash points, with what a crash at each one shows.
     CrashPoints,
+    /// Run the pipeline as real processes, SIGKILLed on a seeded crash schedule, then verify.
+    CrashRun(lab::CrashRunArgs),
+    /// Tell the story of one event (or one client request) from trace.jsonl.
+    Trace(lab::TraceArgs),
+}
+
+/// Parse the process's arguments and run the command; the whole of `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("outbox-lab: error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// SIGTERM/SIGINT set the flag; long-running loops check it between steps.
 fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| {
-            outbox_lab::Error::Io {
-                context: "installing signal handlers".into(),
-                source: e,
-            }
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| crate::Error::Io {
+            context: "installing signal handlers".into(),
+            source: e,
         })?;
     }
     Ok(stop)
@@ -109,7 +129,7 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 
 fn open(dir: &std::path::Path, role: &str) -> Result<DataDir> {
     let data = DataDir::open(dir)?;
-    trace::init(&data.root, role).map_err(|e| outbox_lab::Error::Io {
+    trace::init(&data.root, role).map_err(|e| crate::Error::Io {
         context: format!("opening {}", data.trace_path().display()),
         source: e,
     })?;
@@ -197,5 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::CrashRun(args) => lab::crash_run(args),
+        Command::Trace(args) => lab::trace(args),
     }
 }

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use outbox_lab::order::lifecycle::Transition;
-use outbox_lab::order::{Mode, OrderRequest, OrderService, generate};
-use outbox_lab::{Error, Result};
+use crate::order::lifecycle::Transition;
+use crate::order::{Mode, OrderRequest, OrderService, generate};
+use crate::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct PlaceArgs {

@@ -1,5 +1,8 @@
 //! The lab: everything that *proves* the pipeline rather than being part of it — the checker,
-//! the crash harness, benchmarks. It imports the pipeline; the pipeline never imports it (its
-//! only tie is `crate::crashpoint`, the named places the lab may arm).
+//! the crash harness, the side-by-side comparison. It imports the pipeline; the pipeline never
+//! imports it (its only tie is `crate::crashpoint`, the named places the lab may arm).
 
 pub mod checker;
+pub mod compare;
+pub mod demo;
+pub mod harness;

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::broker::partition_of;
 use crate::lab::checker::load::Stores;
-use crate::lab::checker::{Ghost, Lost, Report};
+use crate::lab::checker::{Duplicate, Ghost, LIST_DUPLICATES, Lost, Report};
 
 pub fn analyse(stores: &Stores, partitions: u32) -> Report {
     let mut report = Report {
@@ -53,6 +53,11 @@ pub fn analyse(stores: &Stores, partitions: u32) -> Report {
     }
     report.expected_events = expected.len() as u64 + naive_orders.len() as u64;
 
+    let order_requests: HashMap<String, &str> = stores
+        .orders
+        .iter()
+        .map(|o| (o.id.to_string(), o.request_id.as_str()))
+        .collect();
     // Walk the log: match each record to an expected event, or call it a ghost.
     report.records_in_log = stores.records.len() as u64;
     report.torn_tail_bytes = stores.torn_tail_bytes;
@@ -85,6 +90,9 @@ pub fn analyse(stores: &Stores, partitions: u32) -> Report {
                     event_id: event.event_id.clone(),
                     order_id: event.aggregate_id.clone(),
                     request_id: event.payload["request_id"].as_str().map(str::to_string),
+                    order_belongs_to: order_requests
+                        .get(event.aggregate_id.as_str())
+                        .map(|r| r.to_string()),
                     applied: false,
                 });
             }
@@ -100,8 +108,18 @@ pub fn analyse(stores: &Stores, partitions: u32) -> Report {
         if *n > 1 {
             report.redelivered += n - 1;
             let causes = redelivery_causes(stores, event_id, *n);
-            for cause in causes {
-                *report.redelivered_by_cause.entry(cause).or_default() += 1;
+            for cause in &causes {
+                *report
+                    .redelivered_by_cause
+                    .entry(cause.clone())
+                    .or_default() += 1;
+            }
+            if report.duplicated.len() < LIST_DUPLICATES {
+                report.duplicated.push(Duplicate {
+                    event_id: event_id.to_string(),
+                    copies: *n,
+                    causes,
+                });
             }
         }
     }

@@ -37,7 +37,17 @@ pub struct Ghost {
     /// The order id the ghost names: possibly a real order with someone else's data.
     pub order_id: String,
     pub request_id: Option<String>,
+    /// When the named order id exists, whose it really is: the rolled-back id was reused.
+    pub order_belongs_to: Option<String>,
     pub applied: bool,
+}
+
+/// An event with more than one copy in the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Duplicate {
+    pub event_id: String,
+    pub copies: u64,
+    pub causes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,7 +78,12 @@ pub struct Report {
     pub points_actual: i64,
     pub lost: Vec<Lost>,
     pub ghost: Vec<Ghost>,
+    /// Events with extra copies in the log (at most [`LIST_DUPLICATES`]).
+    pub duplicated: Vec<Duplicate>,
 }
+
+/// How many duplicated events the report names (the counts cover them all).
+pub const LIST_DUPLICATES: usize = 50;
 
 impl Report {
     /// The verdict: true when the pipeline kept every promise.

@@ -94,10 +94,14 @@ pub fn text(r: &Report) -> String {
     for ghost in r.ghost.iter().take(LIST_AT_MOST) {
         let _ = writeln!(
             out,
-            "  GHOST event {} says order {} was placed for request {}: that order never committed{}",
+            "  GHOST event {} says order {} was placed for request {}: never committed{}{}",
             ghost.event_id,
             ghost.order_id,
             ghost.request_id.as_deref().unwrap_or("?"),
+            match &ghost.order_belongs_to {
+                Some(real) => format!(" (order {} is really request {real})", ghost.order_id),
+                None => String::new(),
+            },
             if ghost.applied {
                 "; it was applied"
             } else {

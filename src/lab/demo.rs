@@ -1,0 +1,121 @@
+//! What the examples print, kept in the library so the examples stay a page long and the
+//! tests can hold them to it.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::lab::harness::story::{self, Needle};
+use crate::lab::harness::{self, Outcome, Scenario};
+use crate::order::Mode;
+
+/// The seed every example uses unless told otherwise: the runs are replayable by it.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// `--seed N` from the example's arguments (after `--`), else [`DEFAULT_SEED`].
+pub fn seed_from_args() -> Result<u64> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().position(|a| a == "--seed") {
+        None if args.is_empty() => Ok(DEFAULT_SEED),
+        None => Err(Error::Input(format!(
+            "unknown arguments {args:?}; the only option is --seed N"
+        ))),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Input("--seed needs a non-negative integer".into())),
+    }
+}
+
+/// Where an example keeps its data: `$TMPDIR/outbox-lab/<example>-seed<S>/<mode>`, kept after
+/// the run so you can look inside.
+pub fn data_dir(example: &str, seed: u64) -> PathBuf {
+    std::env::temp_dir()
+        .join("outbox-lab")
+        .join(format!("{example}-seed{seed}"))
+}
+
+/// Run one mode of the example scenario in `root/<mode>`.
+pub fn run_mode(root: &std::path::Path, seed: u64, mode: Mode) -> Result<Outcome> {
+    harness::run(&Scenario::new(
+        root.join(harness::mode_name(mode)),
+        seed,
+        mode,
+    ))
+}
+
+/// The story of the first lost event: committed, killed, never appended.
+pub fn lost_story(outcome: &Outcome) -> Result<String> {
+    let Some(lost) = outcome.report.lost.first() else {
+        return Ok("  (nothing was lost in this run)\n".into());
+    };
+    let request = lost.request_id.as_deref().unwrap_or("?");
+    let mut out = format!(
+        "  order {} (request {request}), from {}/trace.jsonl:\n",
+        lost.order_id,
+        outcome.dir.display()
+    );
+    for line in story::story(&outcome.dir, Needle::Request(request))? {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(if lost.in_log {
+        "  the log has it, but it was never applied.\n"
+    } else {
+        "  no line says `appended`: the order is committed and its event will never exist.\n"
+    });
+    Ok(out)
+}
+
+/// The story of the first ghost: appended, killed before commit, its order id reused.
+pub fn ghost_story(outcome: &Outcome) -> Result<String> {
+    let Some(ghost) = outcome.report.ghost.first() else {
+        return Ok("  (no ghost in this run)\n".into());
+    };
+    let mut out = format!(
+        "  ghost event {}, from {}/trace.jsonl:\n",
+        ghost.event_id,
+        outcome.dir.display()
+    );
+    for line in story::story(&outcome.dir, Needle::Event(&ghost.event_id))? {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(&match &ghost.order_belongs_to {
+        Some(real) => format!(
+            "  it says order {} was placed for {}, but that transaction rolled back; order {} now\n  \
+             belongs to request {real}: the ghost names a real order with someone else's data.\n",
+            ghost.order_id,
+            ghost.request_id.as_deref().unwrap_or("?"),
+            ghost.order_id
+        ),
+        None => format!("  it names order {}, which does not exist.\n", ghost.order_id),
+    });
+    Ok(out)
+}
+
+/// The story of one event the log holds twice, preferring a `relay.after_sync` duplicate.
+pub fn duplicate_story(outcome: &Outcome) -> Result<String> {
+    let dups = &outcome.report.duplicated;
+    let Some(dup) = dups
+        .iter()
+        .find(|d| d.causes.iter().any(|c| c.contains("relay.after_sync")))
+        .or_else(|| dups.first())
+    else {
+        return Ok("  (no event was delivered twice in this run)\n".into());
+    };
+    let mut out = format!(
+        "  event {} ({} copies in the log; cause: {}), from {}/trace.jsonl:\n",
+        dup.event_id,
+        dup.copies,
+        dup.causes.join(", "),
+        outcome.dir.display()
+    );
+    for line in story::story(&outcome.dir, Needle::Event(&dup.event_id))? {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(
+        "  delivered twice, applied once: the second copy met its event id in the inbox.\n",
+    );
+    Ok(out)
+}
