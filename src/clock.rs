@@ -35,3 +35,32 @@ fn env_offset_us() -> i64 {
         Err(_) => 0,
     })
 }
+
+/// A clock a component carries instead of reading the process-wide offset: [`now_us`] shifted
+/// by `offset_us` more. Why: two components in ONE process (a test, the `inbox_retention`
+/// example) can then live at different times — the consumer 25 hours ahead while the order
+/// service is not — and parallel tests never see each other's time travel, which a
+/// process-wide [`set_offset_us`] could not promise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clock {
+    pub offset_us: i64,
+}
+
+impl Clock {
+    /// The process clock, unshifted (it still honours `OUTBOX_CLOCK_OFFSET_US`).
+    pub fn system() -> Clock {
+        Clock { offset_us: 0 }
+    }
+
+    /// The process clock, `offset_us` later ("pretend 25 hours have passed").
+    pub fn shifted(offset_us: i64) -> Clock {
+        Clock { offset_us }
+    }
+
+    pub fn now_us(&self) -> i64 {
+        now_us() + self.offset_us
+    }
+}
+
+pub const US_PER_MS: i64 = 1_000;
+pub const MS_PER_HOUR: u64 = 3_600_000;
