@@ -5,7 +5,8 @@
 //!   BEGIN IMMEDIATE
 //!     INSERT INTO inbox (event_id) … ON CONFLICT DO NOTHING
 //!     ├─ 0 rows: seen before ─▶ count a skipped duplicate, apply nothing
-//!     └─ 1 row:  new ─────────▶ INSERT effects …; UPDATE points …
+//!     └─ 1 row:  new ─────────▶ seq guard (see [`super::guard`]): stale copy? drop it
+//!                               else INSERT effects …; UPDATE points …; advance the guard
 //!   COMMIT
 //! ```
 //!
@@ -14,6 +15,8 @@
 
 use rusqlite::{Connection, params};
 
+use crate::consumer::guard::{self, Verdict};
+use crate::consumer::retention::Retention;
 use crate::db::write_tx;
 use crate::error::{Context, Result};
 use crate::event::{Event, ORDER_PLACED};
@@ -23,6 +26,19 @@ pub enum Outcome {
     Applied,
     /// Its event_id was already in the inbox: a redelivery or a relay's duplicate.
     SkippedDuplicate,
+    /// New to the inbox (its row was swept, say) but its seq is not newer than the last one
+    /// applied for its aggregate: a late copy, dropped by the seq guard.
+    DroppedStale,
+}
+
+/// How [`apply_with`] judges an event beyond the inbox. The default is the plain inbox.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Enforce the per-aggregate seq guard (its state is kept either way).
+    pub seq_guard: bool,
+    /// The inbox's retention, if it has one: events older than it are counted as
+    /// `too_old_for_inbox` (the inbox may have forgotten their copies).
+    pub retention: Option<Retention>,
 }
 
 /// Where the copy being applied sits in the log.
@@ -43,7 +59,23 @@ pub fn points_for(event: &Event) -> (Option<String>, i64) {
 }
 
 pub fn apply(conn: &mut Connection, event: &Event, at: Position, now_us: i64) -> Result<Outcome> {
+    apply_with(conn, event, at, now_us, &ApplyOptions::default())
+}
+
+pub fn apply_with(
+    conn: &mut Connection,
+    event: &Event,
+    at: Position,
+    now_us: i64,
+    options: &ApplyOptions,
+) -> Result<Outcome> {
     write_tx(conn, |tx| {
+        let too_old = options
+            .retention
+            .is_some_and(|r| r.too_old_for_inbox(event.created_at_us, now_us));
+        if too_old {
+            bump(tx, "too_old_for_inbox")?;
+        }
         let fresh = tx
             .prepare_cached(
                 "INSERT INTO inbox (event_id, processed_at_us) VALUES (?1, ?2)
@@ -56,6 +88,15 @@ pub fn apply(conn: &mut Connection, event: &Event, at: Position, now_us: i64) ->
             bump(tx, "skipped_duplicate")?;
             return Ok(Outcome::SkippedDuplicate);
         }
+        match guard::judge(tx, event)? {
+            Verdict::Stale { .. } if options.seq_guard => {
+                bump(tx, "dropped_by_seq_guard")?;
+                return Ok(Outcome::DroppedStale);
+            }
+            Verdict::Gap { .. } => bump(tx, "seq_gap")?,
+            Verdict::Next | Verdict::Stale { .. } => {}
+        }
+        guard::advance(tx, event)?;
         let (customer, points) = points_for(event);
         tx.prepare_cached(
             "INSERT INTO effects (event_id, aggregate_id, aggregate_seq, event_type, applied_at_us,

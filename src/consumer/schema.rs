@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS counters (
 pub fn create(path: &Path) -> Result<()> {
     // FULL: init runs once; nothing to gain from weaker durability.
     let conn = db::create(path, Synchronous::Full)?;
-    conn.execute_batch(SCHEMA)
-        .ctx(format!("creating schema in {}", path.display()))
+    ensure(&conn).ctx(format!("creating schema in {}", path.display()))
+}
+
+/// Every table and index, created if missing: `init` calls it, and so does the consumer at
+/// start, so a consumer.db made by an older version gains the seq guard and the sweep index.
+pub fn ensure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::guard::SCHEMA)?;
+    conn.execute_batch(super::retention::SCHEMA)
 }

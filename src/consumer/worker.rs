@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use serde_json::json;
 
 use crate::broker::{self, LogReader, RawRecord};
-use crate::consumer::apply::{Outcome, Position, apply};
+use crate::consumer::apply::{ApplyOptions, Outcome, Position, apply_with};
 use crate::consumer::{ConsumerConfig, ConsumerTotals};
 use crate::crashpoint;
 use crate::datadir::DataDir;
@@ -41,7 +41,7 @@ pub fn run(
         };
         let next_offset_bytes = last.next_offset_bytes;
         for record in &records {
-            totals += apply_record(&mut conn, &path, partition, record)?;
+            totals += apply_record(&mut conn, config, &path, partition, record)?;
         }
         // After the transactions, never before: a crash here replays, it never skips.
         broker::commit_offset(&broker_dir, &config.group, partition, next_offset_bytes)?;
@@ -52,6 +52,7 @@ pub fn run(
 
 fn apply_record(
     conn: &mut Connection,
+    config: &ConsumerConfig,
     path: &std::path::Path,
     partition: u32,
     record: &RawRecord,
@@ -65,21 +66,33 @@ fn apply_record(
         partition,
         offset_bytes: record.offset_bytes,
     };
-    let outcome = apply(conn, &event, at, crate::clock::now_us())?;
+    let options = ApplyOptions {
+        seq_guard: config.seq_guard,
+        retention: config.retention,
+    };
+    let now_us = config.clock.now_us();
+    let outcome = apply_with(conn, &event, at, now_us, &options)?;
+    let too_old = config
+        .retention
+        .is_some_and(|r| r.too_old_for_inbox(event.created_at_us, now_us));
     let ev = match outcome {
         Outcome::Applied => "applied",
         Outcome::SkippedDuplicate => "skipped_duplicate",
+        Outcome::DroppedStale => "dropped_by_seq_guard",
     };
     trace::emit(
         ev,
         json!({ "event_id": event.event_id, "partition": partition, "offset_bytes": record.offset_bytes,
                 "aggregate_id": event.aggregate_id, "aggregate_seq": event.aggregate_seq,
-                "relay": event.relay, "attempt": event.attempt }),
+                "relay": event.relay, "attempt": event.attempt, "too_old_for_inbox": too_old }),
     );
     crashpoint::point("consumer.after_apply");
     Ok(ConsumerTotals {
         delivered: 1,
         applied: (outcome == Outcome::Applied) as u64,
         skipped_duplicates: (outcome == Outcome::SkippedDuplicate) as u64,
+        dropped_by_seq_guard: (outcome == Outcome::DroppedStale) as u64,
+        too_old_for_inbox: too_old as u64,
+        swept_rows: 0,
     })
 }
