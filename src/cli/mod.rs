@@ -8,6 +8,7 @@
 
 mod lab;
 mod place;
+mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,7 +86,11 @@ pub enum Command {
         /// Exit once every partition has been read to its end.
         #[arg(long)]
         until_idle: bool,
+        #[command(flatten)]
+        inbox: sweep::InboxArgs,
     },
+    /// Delete inbox rows processed longer ago than --inbox-retention, in small batches.
+    SweepInbox(sweep::SweepArgs),
     /// The checker: lost, ghost, redelivered, applied twice, out of order.
     Verify {
         #[arg(long)]
@@ -178,15 +183,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             group,
             poll_ms,
             until_idle,
+            inbox,
         } => {
             let data = open(&dir, "consumer")?;
             let stop = stop_flag()?;
-            let config = ConsumerConfig {
+            let mut config = ConsumerConfig {
                 group,
                 poll_ms,
                 until_idle,
                 ..ConsumerConfig::default()
             };
+            inbox.apply_to(&mut config)?;
             let totals = consumer::run(&data, &config, stop)?;
             eprintln!(
                 "{}",
@@ -194,6 +201,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::SweepInbox(args) => sweep::run(args),
         Command::Verify { dir, group, json } => {
             let data = DataDir::open(&dir)?;
             let report = checker::check(&data, &group)?;
