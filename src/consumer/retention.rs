@@ -194,7 +194,10 @@ pub fn sweeper(
     // idempotent), and no fsync per batch keeps each batch's hold on the write lock short.
     let mut conn = db::open(&dir.consumer_db(), Synchronous::Normal)?;
     let mut swept_rows = 0;
-    while !stop.load(Ordering::Relaxed) {
+    // Sweep first, then check `stop`: even a consumer that is done at once (--until-idle)
+    // sweeps at least once, which keeps runs deterministic. Each sweep is bounded by
+    // `max_batches`; the loop by `stop`.
+    loop {
         let report = sweep(&mut conn, retention, clock.now_us())?;
         swept_rows += report.deleted_rows;
         if report.deleted_rows > 0 {
@@ -203,11 +206,13 @@ pub fn sweeper(
                 serde_json::to_value(report).expect("serialises"),
             );
         }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(swept_rows);
+        }
         if !report.more_left {
             sleep_unless_stopped(stop, every_ms);
         }
     }
-    Ok(swept_rows)
 }
 
 /// `90000` → `1m30s`, `90000000` → `25h`: durations as people read them.
