@@ -126,6 +126,11 @@ pub fn analyse(stores: &Stores, partitions: u32) -> Report {
     let log_duplicates_seen = report.redelivered;
     let skipped = *stores.counters.get("skipped_duplicate").unwrap_or(&0) as u64;
     report.consumer_skipped_duplicates = skipped;
+    let counter = |name: &str| *stores.counters.get(name).unwrap_or(&0) as u64;
+    report.consumer_dropped_by_seq_guard = counter("dropped_by_seq_guard");
+    report.consumer_too_old_for_inbox = counter("too_old_for_inbox");
+    report.inbox_swept = counter("inbox_swept");
+    report.consumer_seq_gaps = counter("seq_gap");
     report.consumer_redeliveries = skipped.saturating_sub(log_duplicates_seen);
 
     analyse_effects(stores, &mut report, &ghost_ids);

@@ -68,6 +68,12 @@ pub struct Report {
     /// Records the consumer saw again because it crashed before committing its offset.
     pub consumer_redeliveries: u64,
     pub consumer_skipped_duplicates: u64,
+    /// The consumer's own counters past the inbox: copies the seq guard dropped, events older
+    /// than the inbox's retention (its copies may be forgotten), rows swept, seq gaps seen.
+    pub consumer_dropped_by_seq_guard: u64,
+    pub consumer_too_old_for_inbox: u64,
+    pub inbox_swept: u64,
+    pub consumer_seq_gaps: u64,
     pub applied_once: u64,
     pub applied_twice: u64,
     pub out_of_order: u64,

@@ -47,6 +47,17 @@ pub fn text(r: &Report) -> String {
         r.consumer_skipped_duplicates.to_string(),
         false,
     );
+    // The inbox-retention counters: shown only once there is something to show.
+    for (label, n) in [
+        ("dropped by seq guard", r.consumer_dropped_by_seq_guard),
+        ("too old to dedupe by inbox", r.consumer_too_old_for_inbox),
+        ("inbox rows swept", r.inbox_swept),
+        ("seq gaps seen", r.consumer_seq_gaps),
+    ] {
+        if n > 0 {
+            line(label, n.to_string(), false);
+        }
+    }
     line("applied once", r.applied_once.to_string(), false);
     line(
         "applied twice",
