@@ -6,3 +6,4 @@ pub mod checker;
 pub mod compare;
 pub mod demo;
 pub mod harness;
+pub mod inbox_demo;
