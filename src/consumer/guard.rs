@@ -84,3 +84,37 @@ pub fn advance(tx: &Transaction<'_>, event: &Event) -> Result<()> {
     .ctx("advancing the aggregate guard")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(aggregate_id: &str, seq: i64) -> Event {
+        Event {
+            event_id: crate::event::new_event_id(),
+            event_type: crate::event::ORDER_PLACED.into(),
+            aggregate_id: aggregate_id.into(),
+            aggregate_seq: seq,
+            payload: serde_json::json!({}),
+            created_at_us: 0,
+            outbox_id: None,
+            relay: "test".into(),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn stale_copy_is_judged_stale_and_never_winds_the_guard_back() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(judge(&tx, &event("7", 1)).unwrap(), Verdict::Next);
+        advance(&tx, &event("7", 1)).unwrap();
+        advance(&tx, &event("7", 2)).unwrap();
+        assert_eq!(judge(&tx, &event("7", 1)).unwrap(), Verdict::Stale { last_seq: 2 });
+        advance(&tx, &event("7", 1)).unwrap(); // applied anyway, guard off
+        assert_eq!(judge(&tx, &event("7", 3)).unwrap(), Verdict::Next);
+        assert_eq!(judge(&tx, &event("7", 5)).unwrap(), Verdict::Gap { last_seq: 2 });
+        assert_eq!(judge(&tx, &event("8", 1)).unwrap(), Verdict::Next);
+    }
+}
