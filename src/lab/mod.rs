@@ -6,4 +6,5 @@ pub mod checker;
 pub mod compare;
 pub mod demo;
 pub mod harness;
+pub mod inbox_bench;
 pub mod inbox_demo;
