@@ -220,7 +220,7 @@ fn print_table(
     )?;
     writeln!(
         out,
-        "{:>7} {:>6} {:>11} {:>10} {:>9} {:>7} | {:>8} {:>7} {:>9} {:>9} | {:>10} {:>9}",
+        "{:>7} {:>6} {:>11} {:>10} {:>9} {:>7} | {:>8} {:>7} {:>9} {:>10} {:>9} | {:>10} {:>9}",
         "ev/s",
         "window",
         "inbox rows",
@@ -230,6 +230,7 @@ fn print_table(
         "swept",
         "batches",
         "sweep ms",
+        "mean tx ms",
         "max tx ms",
         "guard rows",
         "guard MiB"
@@ -246,7 +247,7 @@ fn print_table(
         }
         writeln!(
             out,
-            "{:>7} {:>6} {:>11} {:>10.1} {:>9.1} {:>7.1} | {:>8} {:>7} {:>9.1} {:>9.2} | {:>10} {:>9.1}",
+            "{:>7} {:>6} {:>11} {:>10.1} {:>9.1} {:>7.1} | {:>8} {:>7} {:>9.1} {:>10.2} {:>9.2} | {:>10} {:>9.1}",
             r.rate_per_s,
             window,
             r.inbox_rows,
@@ -256,6 +257,7 @@ fn print_table(
             r.sweep_rows,
             r.sweep_batches,
             r.sweep_ms,
+            r.sweep_ms / r.sweep_batches.max(1) as f64,
             r.max_batch_ms,
             r.guard_rows,
             mib(r.guard_bytes)
