@@ -271,3 +271,35 @@ fn example_story_shows_late_duplicate_applied_again_then_guarded() {
         summary.with_guard.points_before
     );
 }
+
+#[test]
+fn bench_inbox_measures_rows_bytes_and_the_sweep_without_asserting_times() {
+    let scratch = temp_dir("bench-inbox");
+    let scratch = scratch.to_str().unwrap();
+    let args = [
+        "bench-inbox",
+        "--dir",
+        scratch,
+        "--rates",
+        "10",
+        "--windows",
+        "10m,20m",
+    ];
+    let out = ok(&args);
+    let json: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap()).expect("last line is JSON");
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{out}");
+    // rate x (window + 1m sweep interval): the inbox just before a sweep.
+    assert_eq!(rows[0]["inbox_rows"], 10 * 11 * 60, "{out}");
+    assert_eq!(
+        rows[0]["sweep_rows"],
+        10 * 60,
+        "one interval's worth aged out: {out}"
+    );
+    assert!(rows[1]["inbox_bytes"].as_u64().unwrap() > 0, "{out}");
+    assert!(
+        out.contains("inbox rows"),
+        "a table is printed first: {out}"
+    );
+}
