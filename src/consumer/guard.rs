@@ -111,10 +111,16 @@ mod tests {
         assert_eq!(judge(&tx, &event("7", 1)).unwrap(), Verdict::Next);
         advance(&tx, &event("7", 1)).unwrap();
         advance(&tx, &event("7", 2)).unwrap();
-        assert_eq!(judge(&tx, &event("7", 1)).unwrap(), Verdict::Stale { last_seq: 2 });
+        assert_eq!(
+            judge(&tx, &event("7", 1)).unwrap(),
+            Verdict::Stale { last_seq: 2 }
+        );
         advance(&tx, &event("7", 1)).unwrap(); // applied anyway, guard off
         assert_eq!(judge(&tx, &event("7", 3)).unwrap(), Verdict::Next);
-        assert_eq!(judge(&tx, &event("7", 5)).unwrap(), Verdict::Gap { last_seq: 2 });
+        assert_eq!(
+            judge(&tx, &event("7", 5)).unwrap(),
+            Verdict::Gap { last_seq: 2 }
+        );
         assert_eq!(judge(&tx, &event("8", 1)).unwrap(), Verdict::Next);
     }
 }
