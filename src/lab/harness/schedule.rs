@@ -112,7 +112,7 @@ impl Schedule {
         match mode {
             Mode::Naive => "naive.after_commit",
             Mode::NaivePublishFirst => "naive.after_publish",
-            Mode::Outbox if index % 2 == 0 => "order.after_commit",
+            Mode::Outbox if index.is_multiple_of(2) => "order.after_commit",
             Mode::Outbox => "order.before_commit",
         }
     }
