@@ -3,6 +3,8 @@
 //! imports it (its only tie is `crate::crashpoint`, the named places the lab may arm).
 
 pub mod checker;
+pub mod claims;
 pub mod compare;
 pub mod demo;
 pub mod harness;
+pub mod replicas;
