@@ -113,7 +113,7 @@ fn zombie_relay_cannot_mark_and_its_late_copies_are_absorbed() {
     let dir = init("zombie");
     ok(&["place", "--dir", &dir, "--count", "20", "--seed", "4"]);
     // The zombie claims everything, then freezes (SIGSTOP) right after its claim.
-    let mut zombie = Command::new(BIN)
+    let zombie = Command::new(BIN)
         .args([
             "relay",
             "--dir",
