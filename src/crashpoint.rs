@@ -6,6 +6,9 @@
 //! the point: no cleanup, no destructors, no flushing, exactly like a power cut to the
 //! process (but not to the disk: the kernel's page cache survives, see WRITEUP.md).
 //!
+//! `OUTBOX_PAUSE` takes the same form but raises SIGSTOP instead: the process freezes there
+//! until someone sends SIGCONT — a zombie relay, paused past its lease, made to order.
+//!
 //! ```text
 //!   relay pass:  claim ─▶ [relay.after_claim] ─▶ append ─▶ [relay.after_append]
 //!                ─▶ sync_data ─▶ [relay.after_sync] ─▶ mark published
@@ -54,10 +57,17 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ),
 ];
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Kill,
+    Stop,
+}
+
 struct Armed {
     name: &'static str,
     hit: u64,
     passes: AtomicU64,
+    action: Action,
 }
 
 static ARMED: OnceLock<Vec<Armed>> = OnceLock::new();
@@ -88,32 +98,52 @@ pub fn parse_spec(spec: &str) -> Result<Vec<(&'static str, u64)>, String> {
 
 fn armed() -> &'static [Armed] {
     ARMED.get_or_init(|| {
-        let Ok(spec) = std::env::var("OUTBOX_CRASH") else {
-            return Vec::new();
-        };
-        let parsed = parse_spec(&spec).unwrap_or_else(|e| panic!("OUTBOX_CRASH: {e}"));
-        parsed
-            .into_iter()
-            .map(|(name, hit)| Armed {
+        let mut armed = Vec::new();
+        for (var, action) in [
+            ("OUTBOX_CRASH", Action::Kill),
+            ("OUTBOX_PAUSE", Action::Stop),
+        ] {
+            let Ok(spec) = std::env::var(var) else {
+                continue;
+            };
+            let parsed = parse_spec(&spec).unwrap_or_else(|e| panic!("{var}: {e}"));
+            armed.extend(parsed.into_iter().map(|(name, hit)| Armed {
                 name,
                 hit,
                 passes: AtomicU64::new(0),
-            })
-            .collect()
+                action,
+            }));
+        }
+        armed
     })
 }
 
-/// Count a pass through `name`; true exactly when this pass is the armed hit.
+/// Count a pass through `name`; true exactly when this pass is an armed kill.
 /// For points that must do something half-way before dying (a torn append).
+/// An armed pause at this pass freezes the process here first (and then returns false).
 pub fn due(name: &'static str) -> bool {
     debug_assert!(
         CATALOGUE.iter().any(|(n, _)| *n == name),
         "crash point {name} not in CATALOGUE"
     );
-    armed()
-        .iter()
-        .filter(|a| a.name == name)
-        .any(|a| a.passes.fetch_add(1, Ordering::SeqCst) + 1 == a.hit)
+    let mut kill = false;
+    for armed in armed().iter().filter(|a| a.name == name) {
+        if armed.passes.fetch_add(1, Ordering::SeqCst) + 1 != armed.hit {
+            continue;
+        }
+        match armed.action {
+            Action::Kill => kill = true,
+            Action::Stop => pause(name),
+        }
+    }
+    kill
+}
+
+/// SIGSTOP ourselves; carry on when someone sends SIGCONT.
+fn pause(name: &'static str) {
+    crate::trace::emit("paused", serde_json::json!({ "point": name }));
+    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
+    crate::trace::emit("resumed", serde_json::json!({ "point": name }));
 }
 
 /// Die here (SIGKILL) if armed for this pass.

@@ -587,8 +587,8 @@ fn writer_appends_after_other_writers_without_rereading_its_own_tail() {
     let mut a = Broker::open(&broker_dir, 1).unwrap();
     let mut b = Broker::open(&broker_dir, 1).unwrap();
     let mut appended: Vec<Appended> = Vec::new();
-    for i in 0..10 {
-        let broker = if i % 3 == 0 { &mut b } else { &mut a };
+    for i in 0..10_usize {
+        let broker = if i.is_multiple_of(3) { &mut b } else { &mut a };
         appended.push(broker.write(0, &[&record(i), &record(i + 100)]).unwrap());
     }
     for pair in appended.windows(2) {
@@ -696,14 +696,17 @@ fn big_record(i: usize, json_bytes: usize) -> Vec<u8> {
 
 #[test]
 fn torn_tail_behind_a_long_log_and_huge_records_is_cut_exactly() {
-    // Past the writer's first 16 KiB tail window and the readers' 256 KiB chunks: many small
-    // records, then records up to the 1 MiB limit, torn at the interesting bytes of the last two.
+    // Past the writer's first 4 KiB tail window and the readers' 256 KiB chunks: many small
+    // records, then records up to the 1 MiB limit, torn at the interesting bytes of the last six.
     let dir = test_dir("torn-long");
     let mut records: Vec<Vec<u8>> = (0..400).map(record).collect();
     records.push(big_record(1, 300 * 1024));
     records.push(big_record(2, MAX_RECORD_BYTES));
     records.push(record(500));
     records.push(big_record(3, 200 * 1024));
+    // Worst case for the tail window: two of the longest records, the last one torn.
+    records.push(big_record(4, MAX_RECORD_BYTES));
+    records.push(big_record(5, MAX_RECORD_BYTES));
     let broker_dir = broker_with(&dir, &records);
     let path = log_path(&broker_dir, 0);
     let full = fs::read(&path).unwrap();
@@ -715,7 +718,7 @@ fn torn_tail_behind_a_long_log_and_huge_records_is_cut_exactly() {
     );
 
     let mut cut_points = Vec::new();
-    for r in &written[written.len() - 4..] {
+    for r in &written[written.len() - 6..] {
         let (start, end) = (r.offset_bytes, r.next_offset_bytes);
         cut_points.extend([
             start,
@@ -778,7 +781,7 @@ fn line_longer_than_any_record_is_corruption() {
 
 #[test]
 fn flipped_byte_far_from_the_tail_is_found_by_readers_not_by_the_hot_path_writer() {
-    // The writer's tail check reads the last 16 KiB or so, not the whole partition: that is what
+    // The writer's tail check reads the last two lines, not the whole partition: that is what
     // keeps appends cheap. Damage further back is the readers' (and `scan`'s) to report — and
     // they do, by file and offset, so it is never skipped. This pins that cost model.
     let dir = test_dir("flipped-far");
@@ -799,4 +802,38 @@ fn flipped_byte_far_from_the_tail_is_found_by_readers_not_by_the_hot_path_writer
         bad.offset_bytes,
     );
     fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn flipped_byte_in_the_second_to_last_record_stops_the_writer() {
+    // The writer verifies the last two lines: a bad one with a line after it (good, or itself
+    // bad) is not a torn tail, even in a log far longer than the tail window.
+    for also_tear_the_last in [false, true] {
+        let dir = test_dir(&format!("flipped-second-to-last-{also_tear_the_last}"));
+        let records: Vec<Vec<u8>> = (0..2000).map(record).collect();
+        let broker_dir = broker_with(&dir, &records);
+        let path = log_path(&broker_dir, 0);
+        let written = scan(&path).unwrap().records;
+        let bad = written[written.len() - 2].clone();
+        flip_byte(&path, bad.offset_bytes + 15);
+        if also_tear_the_last {
+            flip_byte(&path, written.last().unwrap().offset_bytes + 15);
+        }
+        let len_bytes = fs::metadata(&path).unwrap().len();
+
+        expect_corrupt(
+            Broker::open(&broker_dir, 1)
+                .unwrap()
+                .write(0, &[&record(1)]),
+            &path,
+            bad.offset_bytes,
+        );
+        expect_corrupt(recover(&path), &path, bad.offset_bytes);
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            len_bytes,
+            "nothing cut, nothing appended"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

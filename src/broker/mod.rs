@@ -38,7 +38,7 @@
 //!   [`Broker::sync`] (`fdatasync`) is. The relay appends a batch, syncs, and only then marks
 //!   the rows published: one fsync per batch, not per event.
 //! * **Torn tails are cut, corruption is not.** A crash mid-`write()` leaves at most one bad
-//!   line, and only at the very end (see [`writer`]). So a bad *last* line is a torn tail —
+//!   line, and only at the very end (see [`recover`]). So a bad *last* line is a torn tail —
 //!   the next writer truncates it — while a bad line with data after it cannot come from a
 //!   crash: it is corruption, reported with file and byte offset and never skipped. Readers
 //!   never truncate: to them a bad last line may simply not be fully written yet.

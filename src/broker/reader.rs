@@ -95,6 +95,25 @@ impl LogReader {
     /// An offset past the end of the file is also `Error::Corrupt`: the log lost records a
     /// consumer had already read, which only a lost (unsynced) write or a swapped file explains.
     pub fn read_from(&mut self, offset_bytes: u64, max_records: usize) -> Result<Vec<RawRecord>> {
+        match self.read_once(offset_bytes, max_records) {
+            Err(Error::Corrupt { .. }) => {
+                // Readers take no lock, so a read can overlap a writer that is cutting a torn
+                // tail and appending over it (both under its exclusive lock): the bytes seen
+                // are then half old, half new, and look like a bad line with data after it.
+                // Before calling it corruption, wait for any writer to finish (a shared lock
+                // excludes the exclusive one) and read again: real damage is still there.
+                self.file
+                    .lock_shared()
+                    .ctx(format!("locking {} to re-read", self.path.display()))?;
+                let again = self.read_once(offset_bytes, max_records);
+                let _ = self.file.unlock();
+                again
+            }
+            result => result,
+        }
+    }
+
+    fn read_once(&mut self, offset_bytes: u64, max_records: usize) -> Result<Vec<RawRecord>> {
         let mut records = Vec::new();
         if max_records == 0 {
             return Ok(records);

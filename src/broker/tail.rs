@@ -21,7 +21,7 @@
 //! where its own last append ended; if the file is still exactly that long, nobody appended or
 //! tore anything since, and the check is skipped (see [`super::Broker::write`] for why equal
 //! length is proof enough). Otherwise it reads only a window at the end of the file, just large
-//! enough to hold the last two lines, and verifies the lines in it. The whole file is verified
+//! enough to hold the last two lines, and verifies those. The whole file is verified
 //! by readers and by [`super::scan`], not by every writer.
 //!
 //! A real broker (Kafka) does the same on an unclean shutdown, per partition: it re-validates
@@ -36,13 +36,14 @@ use super::reader::walk;
 use super::record::MAX_LINE_BYTES;
 use crate::error::{Context, Error, Result};
 
-/// The first tail window: holds the last two lines of any ordinary log (events are ~300 bytes)
-/// and costs a few µs to read and verify; bigger lines make it double.
-const TAIL_WINDOW_BYTES: u64 = 16 * 1024;
+/// The first tail window: holds the last two lines of an ordinary log (events are ~300 bytes)
+/// and costs a few µs to read and verify; longer lines make it double.
+const TAIL_WINDOW_BYTES: u64 = 4 * 1024;
 
-/// The largest tail window: two of the longest lines. A window this large without two line
-/// ends in it means a line longer than any record, which is corruption.
-const TAIL_WINDOW_MAX_BYTES: u64 = 2 * MAX_LINE_BYTES as u64;
+/// The largest tail window: a torn tail and two whole lines, all of the longest kind, and the
+/// '\n' before them. A window this large without three line ends in it holds a line longer
+/// than any record, which is corruption.
+const TAIL_WINDOW_MAX_BYTES: u64 = 3 * MAX_LINE_BYTES as u64 + 1;
 
 /// The read after the window, expected to return nothing.
 const CONFIRM_END_READ_BYTES: usize = 4096;
@@ -117,9 +118,10 @@ pub(crate) fn recover_locked(
 
 /// Where the last whole, verified record of a `len_bytes` long file ends.
 ///
-/// Reads a window at the end, doubling it until it holds the start of the last complete line
-/// (two '\n's, or the start of the file), then verifies every line from there on: the last line
-/// may be bad (torn, it will be cut), any earlier one may not (corruption).
+/// Reads a window at the end, doubling it until it holds the last two complete lines whole
+/// (three '\n's, or the start of the file), then verifies from there on: the last line may be
+/// bad (torn: it will be cut), the one before it may not (a bad line with data after it is
+/// corruption). Only these two lines are checked: older damage is for readers to find.
 fn find_good_end(file: &File, path: &Path, len_bytes: u64) -> Result<u64> {
     if len_bytes == 0 {
         return Ok(0);
@@ -133,75 +135,70 @@ fn find_good_end(file: &File, path: &Path, len_bytes: u64) -> Result<u64> {
                 "reading the tail of {} at byte {window_start_bytes}",
                 path.display()
             ))?;
-        let first_newline = window.iter().position(|&b| b == b'\n');
-        let last_newline = window.iter().rposition(|&b| b == b'\n');
-        let two_newlines = matches!((first_newline, last_newline), (Some(a), Some(b)) if a < b);
-
-        let line_start = if window_start_bytes == 0 {
-            Some(0)
-        } else if two_newlines {
-            first_newline.map(|i| i + 1)
-        } else if window_bytes < TAIL_WINDOW_MAX_BYTES.min(len_bytes) {
-            window_bytes = (window_bytes * 2).min(TAIL_WINDOW_MAX_BYTES).min(len_bytes);
-            continue;
-        } else {
-            None
+        // The third '\n' from the end: the line after it is the second-to-last complete line.
+        let third_last_newline = window.iter().rposition(|&b| b == b'\n').and_then(|last| {
+            let second = window[..last].iter().rposition(|&b| b == b'\n')?;
+            window[..second].iter().rposition(|&b| b == b'\n')
+        });
+        let line_start = match third_last_newline {
+            _ if window_start_bytes == 0 => 0,
+            Some(i) => i + 1,
+            None if window_bytes < TAIL_WINDOW_MAX_BYTES => {
+                window_bytes = (window_bytes * 2).min(TAIL_WINDOW_MAX_BYTES).min(len_bytes);
+                continue;
+            }
+            None => return Err(overlong_tail(file, path, window, window_start_bytes)),
         };
-        let Some(line_start) = line_start else {
-            return Err(overlong_tail(
-                path,
-                window_start_bytes,
-                window_bytes,
-                last_newline,
-            ));
-        };
-        // Hand the bytes already read to the walk: it verifies them, then one more read (which
-        // returns 0 bytes: we hold the lock, nobody appends) confirms the last line is the last.
-        window.drain(..line_start);
-        let start_bytes = window_start_bytes + line_start as u64;
-        let walked = walk(
-            file,
-            path,
-            start_bytes,
-            &mut window,
-            CONFIRM_END_READ_BYTES,
-            |_| true,
-        )?;
-        return Ok(walked.stopped_at_bytes);
+        return walk_to_end(file, path, window, window_start_bytes, line_start);
     }
 }
 
-/// A maximal window with fewer than two line ends: some line is longer than any record.
-fn overlong_tail(
+/// Verify the window's lines from `line_start` (an index just after a '\n', or 0 at the start
+/// of the file) to the end of the file; returns where the last good line ends.
+fn walk_to_end(
+    file: &File,
     path: &Path,
+    mut window: Vec<u8>,
     window_start_bytes: u64,
-    window_bytes: u64,
-    last_newline: Option<usize>,
-) -> Error {
-    let corrupt = |offset_bytes, reason| Error::Corrupt {
-        file: path.to_path_buf(),
-        offset_bytes,
-        reason,
-    };
-    match last_newline {
-        Some(i) if window_bytes - (i as u64 + 1) >= MAX_LINE_BYTES as u64 => corrupt(
-            window_start_bytes + i as u64 + 1,
-            format!("no newline within {MAX_LINE_BYTES} bytes (the longest record)"),
-        ),
-        // The line ending at that '\n' began before the window: its start is not known.
-        Some(i) => corrupt(
-            window_start_bytes,
-            format!(
+    line_start: usize,
+) -> Result<u64> {
+    // Hand the bytes already read to the walk: it verifies them, then one more read (which
+    // returns 0 bytes: we hold the lock, nobody appends) confirms the last line is the last.
+    window.drain(..line_start);
+    let start_bytes = window_start_bytes + line_start as u64;
+    let walked = walk(
+        file,
+        path,
+        start_bytes,
+        &mut window,
+        CONFIRM_END_READ_BYTES,
+        |_| true,
+    )?;
+    Ok(walked.stopped_at_bytes)
+}
+
+/// A maximal window with fewer than three line ends: some line in it is longer than any
+/// record. Name the exact line when it starts inside the window (the walk does), else the
+/// window's start.
+fn overlong_tail(file: &File, path: &Path, window: Vec<u8>, window_start_bytes: u64) -> Error {
+    let window_bytes = window.len();
+    let first_newline = window.iter().position(|&b| b == b'\n');
+    let reason = match first_newline {
+        Some(i) => match walk_to_end(file, path, window, window_start_bytes, i + 1) {
+            Err(walk_error) => return walk_error,
+            Ok(_) => format!(
                 "the line ending at byte {} began before this offset: longer than the longest record ({MAX_LINE_BYTES})",
                 window_start_bytes + i as u64
             ),
+        },
+        None => format!(
+            "no newline in the last {window_bytes} bytes: a line longer than the longest record"
         ),
-        None => corrupt(
-            window_start_bytes,
-            format!(
-                "no newline in the last {window_bytes} bytes: a line longer than the longest record"
-            ),
-        ),
+    };
+    Error::Corrupt {
+        file: path.to_path_buf(),
+        offset_bytes: window_start_bytes,
+        reason,
     }
 }
 

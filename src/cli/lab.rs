@@ -112,3 +112,59 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args, Debug)]
+pub struct ReplicasArgs {
+    /// Data directory (wiped and re-initialised).
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Orders, each with its lifecycle (about 2.2 events per order).
+    #[arg(long, default_value_t = 1500)]
+    pub orders: u64,
+    #[arg(long, default_value_t = 4)]
+    pub relays: usize,
+    #[arg(long, default_value_t = 20)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 300)]
+    pub lease_ms: u64,
+    /// Relay crashes, `point@hit`, handed to relay processes in turn (repeatable).
+    #[arg(long = "crash")]
+    pub crash: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
+    crate::crashpoint::parse_spec(&args.crash.join(",")).map_err(Error::Input)?;
+    if args.relays == 0 || args.relays > 64 || args.batch == 0 {
+        return Err(Error::Input(
+            "--relays must be 1..=64 and --batch positive".into(),
+        ));
+    }
+    let run = crate::lab::replicas::Replicas {
+        dir: args.dir,
+        seed: args.seed,
+        orders: args.orders,
+        relays: args.relays,
+        batch: args.batch,
+        lease_ms: args.lease_ms,
+        crashes: args.crash,
+    };
+    let outcome = crate::lab::replicas::run(&run)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&outcome).expect("outcome serialises")
+        );
+    } else {
+        print!("{}", crate::lab::replicas::table(&[("this run", &outcome)]));
+        print!("{}", outcome.report.to_text());
+    }
+    Ok(if outcome.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -108,6 +108,8 @@ pub enum Command {
     CrashRun(lab::CrashRunArgs),
     /// Tell the story of one event (or one client request) from trace.jsonl.
     Trace(lab::TraceArgs),
+    /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
+    Replicas(lab::ReplicasArgs),
 }
 
 /// Parse the process's arguments and run the command; the whole of `main`.
@@ -230,5 +232,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::CrashRun(args) => lab::crash_run(args),
         Command::Trace(args) => lab::trace(args),
+        Command::Replicas(args) => lab::replicas(args),
     }
 }

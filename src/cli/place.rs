@@ -9,7 +9,8 @@ use clap::Args;
 use serde_json::json;
 
 use crate::order::lifecycle::Transition;
-use crate::order::{Mode, OrderRequest, OrderService, generate};
+use crate::order::workload::run_generated;
+use crate::order::{Mode, OrderRequest, OrderService};
 use crate::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -26,6 +27,9 @@ pub struct PlaceArgs {
     /// Index of the first generated order (request ids are s{seed}-o{index}).
     #[arg(long, default_value_t = 0)]
     pub first: u64,
+    /// With --count: also pay and ship earlier orders in between (OrderPaid, OrderShipped).
+    #[arg(long, requires = "count")]
+    pub lifecycle: bool,
 }
 
 pub fn run(args: PlaceArgs) -> Result<ExitCode> {
@@ -43,10 +47,17 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
             })
     };
     if let Some(count) = args.count {
-        for request in generate(args.seed, args.first, count) {
-            let placed = service.place(&request)?;
-            reply(serde_json::to_value(&placed).expect("reply serialises"))?;
+        if args.lifecycle && args.mode != Mode::Outbox {
+            return Err(Error::Input("--lifecycle needs --mode outbox".into()));
         }
+        run_generated(
+            &mut service,
+            args.seed,
+            args.first,
+            count,
+            args.lifecycle,
+            &mut reply,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     for (number, line) in std::io::stdin().lock().lines().enumerate() {

@@ -72,6 +72,11 @@ pub fn table(outcomes: &[&Outcome]) -> String {
         format!("{:.1} s", o.wall_ms as f64 / 1000.0)
     });
 
+    grid(&rows)
+}
+
+/// Rows of (label, one cell per column) as an aligned table; the first row is the header.
+pub fn grid(rows: &[(String, Vec<String>)]) -> String {
     let label_w = rows
         .iter()
         .map(|(l, _)| l.chars().count())

@@ -3,8 +3,10 @@
 //! imports it (its only tie is `crate::crashpoint`, the named places the lab may arm).
 
 pub mod checker;
+pub mod claims;
 pub mod compare;
 pub mod demo;
 pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
+pub mod replicas;

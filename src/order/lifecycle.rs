@@ -22,7 +22,7 @@ pub enum Transition {
 }
 
 impl Transition {
-    fn states(self) -> (&'static str, &'static str, &'static str) {
+    fn edges(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Transition::Pay => ("placed", "paid", ORDER_PAID),
             Transition::Ship => ("paid", "shipped", ORDER_SHIPPED),
@@ -39,7 +39,7 @@ impl OrderService {
             Mode::Outbox,
             "lifecycle events exist only in outbox mode"
         );
-        let (from, to, event_type) = step.states();
+        let (from, to, event_type) = step.edges();
         let now_us = crate::clock::now_us();
         let tx = begin(&mut self.conn)?;
         let row: Option<(String, i64, i64)> = tx

@@ -13,6 +13,7 @@ pub mod input;
 pub mod lifecycle;
 pub mod naive;
 pub mod service;
+pub mod workload;
 
 pub use input::{OrderRequest, generate};
 pub use service::{Mode, OrderService, PlaceStatus, Placed};

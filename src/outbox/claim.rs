@@ -63,10 +63,13 @@ UPDATE outbox
 RETURNING id, event_id, aggregate_id, aggregate_seq, event_type, payload, created_at_us, attempts";
 
 /// Claim up to `batch` rows for `lease_ms`, under the fencing `token`.
+///
+/// The lease is timed from *inside* the transaction, once the write lock is ours: a claim
+/// that waited 300 ms for the lock behind busy writers must not hand itself a lease that is
+/// already 300 ms old (it would be fenced out of its own rows — seen in the lab before this).
 pub fn claim_batch(
     conn: &mut Connection,
     token: &str,
-    now_us: i64,
     lease_ms: u64,
     batch: usize,
 ) -> Result<Claim> {
@@ -74,8 +77,10 @@ pub fn claim_batch(
         (1..=MAX_BATCH).contains(&batch),
         "batch {batch} outside 1..={MAX_BATCH}"
     );
-    let lease_until_us = now_us + (lease_ms as i64) * 1000;
+    let mut lease_until_us = 0;
     let mut rows = write_tx(conn, |tx| {
+        let now_us = crate::clock::now_us();
+        lease_until_us = now_us + (lease_ms as i64) * 1000;
         let mut stmt = tx.prepare_cached(CLAIM_SQL).ctx("preparing claim")?;
         let rows = stmt
             .query_map(params![token, lease_until_us, now_us, batch as i64], |r| {
@@ -110,8 +115,10 @@ pub fn claim_batch(
 
 /// Mark `ids` published where the claim still holds them; returns how many were marked.
 /// Fewer than `ids.len()` means the lease expired and someone else may own those rows.
-pub fn mark_published(conn: &mut Connection, claim: &Claim, now_us: i64) -> Result<usize> {
+/// "Still holds" is judged at the moment we hold the write lock, when no claim can intervene.
+pub fn mark_published(conn: &mut Connection, claim: &Claim) -> Result<usize> {
     write_tx(conn, |tx| {
+        let now_us = crate::clock::now_us();
         let mut stmt = tx
             .prepare_cached(
                 "UPDATE outbox SET published_at_us = ?1

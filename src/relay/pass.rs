@@ -3,7 +3,6 @@
 use serde_json::json;
 
 use crate::broker::partition_of;
-use crate::clock::now_us;
 use crate::crashpoint;
 use crate::error::Result;
 use crate::event::Event;
@@ -32,7 +31,6 @@ impl Relay {
         let claim = outbox::claim_batch(
             &mut self.conn,
             &token,
-            now_us(),
             self.config.lease_ms,
             self.config.batch,
         )?;
@@ -71,7 +69,7 @@ impl Relay {
         );
         crashpoint::point("relay.after_sync");
 
-        let marked = outbox::mark_published(&mut self.conn, &claim, now_us())?;
+        let marked = outbox::mark_published(&mut self.conn, &claim)?;
         let fenced = claim.rows.len() - marked;
         trace::emit(
             "marked",

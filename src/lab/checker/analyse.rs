@@ -104,6 +104,7 @@ pub fn analyse(stores: &Stores, partitions: u32) -> Report {
         }
     }
     report.distinct_events_in_log = copies.len() as u64;
+    log_order(stores, &ghost_ids, &mut report);
     for (event_id, n) in &copies {
         if *n > 1 {
             report.redelivered += n - 1;
@@ -193,6 +194,31 @@ pub fn analyse(stores: &Stores, partitions: u32) -> Report {
     report.points_expected = expected_points.values().sum();
     report.points_actual = actual;
     report
+}
+
+/// Per aggregate, in log order: first copies must carry seqs 1, 2, 3…, all in one partition.
+fn log_order(stores: &Stores, ghost_ids: &HashSet<&str>, report: &mut Report) {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seqs: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut partitions: HashMap<&str, HashSet<u32>> = HashMap::new();
+    for record in &stores.records {
+        let event = &record.event;
+        partitions
+            .entry(&event.aggregate_id)
+            .or_default()
+            .insert(record.partition);
+        if ghost_ids.contains(event.event_id.as_str()) || !seen.insert(&event.event_id) {
+            continue;
+        }
+        seqs.entry(&event.aggregate_id)
+            .or_default()
+            .push(event.aggregate_seq);
+    }
+    report.log_out_of_order = seqs
+        .values()
+        .filter(|s| s.iter().enumerate().any(|(i, seq)| *seq != i as i64 + 1))
+        .count() as u64;
+    report.aggregates_split = partitions.values().filter(|p| p.len() > 1).count() as u64;
 }
 
 /// Effects: applied once / twice, ghosts applied, per-aggregate order.

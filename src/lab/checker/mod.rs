@@ -77,7 +77,12 @@ pub struct Report {
     pub applied_once: u64,
     pub applied_twice: u64,
     pub out_of_order: u64,
+    /// Aggregates whose FIRST copies sit in the log out of seq order (later copies of an event
+    /// may come after newer events: a zombie's late copy; the consumer skips those).
+    pub log_out_of_order: u64,
     pub misplaced: u64,
+    /// Aggregates with records in more than one partition.
+    pub aggregates_split: u64,
     /// Expected events not yet applied but still on their way (unpublished or unconsumed).
     pub pending: u64,
     pub points_expected: i64,
@@ -98,7 +103,9 @@ impl Report {
             && self.ghost_count == 0
             && self.applied_twice == 0
             && self.out_of_order == 0
+            && self.log_out_of_order == 0
             && self.misplaced == 0
+            && self.aggregates_split == 0
             && self.pending == 0
     }
 

@@ -70,9 +70,19 @@ pub fn text(r: &Report) -> String {
         r.out_of_order > 0,
     );
     line(
+        "out of order in log",
+        r.log_out_of_order.to_string(),
+        r.log_out_of_order > 0,
+    );
+    line(
         "misplaced partition",
         r.misplaced.to_string(),
         r.misplaced > 0,
+    );
+    line(
+        "aggregates split",
+        r.aggregates_split.to_string(),
+        r.aggregates_split > 0,
     );
     line(
         "pending (not drained)",

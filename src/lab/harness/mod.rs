@@ -14,9 +14,9 @@
 //! Children are this very program re-executed (`current_exe()`), speaking the ordinary
 //! command line; no sleeps-and-hope: each crash fires at an exact passage through its point.
 
-mod child;
+pub(crate) mod child;
 mod client;
-mod restarter;
+pub(crate) mod restarter;
 pub mod schedule;
 pub mod story;
 
@@ -78,7 +78,7 @@ pub struct Fired {
 }
 
 impl Fired {
-    fn of(child: &child::Child) -> Fired {
+    pub(crate) fn of(child: &child::Child) -> Fired {
         Fired {
             child: child.name.clone(),
             pid: child.pid(),

@@ -41,6 +41,12 @@ impl Restarter {
         }
     }
 
+    /// Start every slot straight in the self-terminating round (the work is already there).
+    pub fn start_draining(&mut self, logs: &Path) -> Result<()> {
+        self.draining = true;
+        self.start_all(logs)
+    }
+
     pub fn start_all(&mut self, logs: &Path) -> Result<()> {
         (0..self.running.len()).try_for_each(|slot| self.start(slot, logs))
     }

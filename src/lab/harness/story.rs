@@ -96,7 +96,11 @@ fn render(line: &Value, t0_us: i64) -> String {
         details.push(format!("attempt {attempt}"));
     }
     if let (Some(p), Some(o)) = (field("partition"), field("offset_bytes")) {
-        details.push(format!("partition {p} @ byte {o}"));
+        if field("event_ids").is_some() {
+            details.push(format!("partition {p}, batch from byte {o}"));
+        } else {
+            details.push(format!("partition {p} @ byte {o}"));
+        }
     }
     if let Some(marked) = field("marked") {
         details.push(format!(

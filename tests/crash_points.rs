@@ -1,0 +1,224 @@
+//! One crash at one point, and the checker's verdict on it. Each test runs the real harness:
+//! children re-executed from the binary, SIGKILLed at the named point, restarted, drained.
+
+mod common;
+
+use common::*;
+
+/// `crash-run` with a single explicit crash; returns the outcome JSON.
+fn crash_once(name: &str, mode: &str, crash: &str) -> serde_json::Value {
+    let dir = temp_dir(name).join("data");
+    let out = run(&[
+        "crash-run",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--mode",
+        mode,
+        "--orders",
+        "30",
+        "--batch",
+        "5",
+        "--lease-ms",
+        "200",
+        "--crash",
+        crash,
+        "--json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "crash-run printed no JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let fired: Vec<&str> = outcome["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["point"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fired,
+        vec![crash],
+        "the scheduled crash really fired, and nothing else"
+    );
+    assert_eq!(outcome["unfired"].as_array().unwrap().len(), 0);
+    let ok = outcome["report"]["lost_count"] == 0
+        && outcome["report"]["ghost_count"] == 0
+        && outcome["report"]["applied_twice"] == 0;
+    assert_eq!(out.status.success(), ok, "exit status follows the verdict");
+    outcome
+}
+
+fn report(outcome: &serde_json::Value) -> &serde_json::Value {
+    &outcome["report"]
+}
+
+#[test]
+fn lost_event_after_naive_commit() {
+    let o = crash_once("naive-commit", "naive", "naive.after_commit@7");
+    let r = report(&o);
+    assert_eq!(r["committed_orders"], 30);
+    assert_eq!(
+        r["lost_count"], 1,
+        "the order committed, its event never came"
+    );
+    assert_eq!(r["lost"][0]["order_id"], "7");
+    assert_eq!(r["lost"][0]["in_log"], false);
+    assert_eq!(r["ghost_count"], 0);
+}
+
+#[test]
+fn ghost_event_after_naive_publish() {
+    let o = crash_once(
+        "naive-publish",
+        "naive-publish-first",
+        "naive.after_publish@7",
+    );
+    let r = report(&o);
+    assert_eq!(
+        r["committed_orders"], 30,
+        "the retry placed the order later"
+    );
+    assert_eq!(r["lost_count"], 0);
+    assert_eq!(r["ghost_count"], 1);
+    assert_eq!(r["ghost_applied"], 1, "the consumer believed it");
+    assert_eq!(r["ghost"][0]["order_id"], "7");
+    assert_ne!(
+        r["ghost"][0]["order_belongs_to"], r["ghost"][0]["request_id"],
+        "order 7 now belongs to another request"
+    );
+    assert!(
+        r["points_actual"].as_i64() > r["points_expected"].as_i64(),
+        "a balance anyone can see is inflated"
+    );
+}
+
+#[test]
+fn nothing_half_written_when_order_service_dies_before_commit() {
+    let o = crash_once("order-before", "outbox", "order.before_commit@7");
+    let r = report(&o);
+    assert_eq!(r["committed_orders"], 30);
+    assert_eq!(r["expected_events"], 30);
+    assert_eq!(r["orders_missing_events"], 0);
+    assert_eq!(r["applied_once"], 30);
+    assert_eq!(o["client_incarnations"], 2);
+}
+
+#[test]
+fn retry_is_a_duplicate_when_order_service_dies_after_commit() {
+    let o = crash_once("order-after", "outbox", "order.after_commit@7");
+    let r = report(&o);
+    assert_eq!(
+        r["committed_orders"], 30,
+        "the retried request did not become a second order"
+    );
+    assert_eq!(r["expected_events"], 30);
+    assert_eq!(r["applied_once"], 30);
+}
+
+#[test]
+fn lease_expiry_reships_after_relay_claim_crash() {
+    let o = crash_once("relay-claim", "outbox", "relay.after_claim@1");
+    let r = report(&o);
+    assert_eq!(r["applied_once"], 30);
+    assert_eq!(r["redelivered"], 0, "nothing was appended before the crash");
+    let db = o["dir"].as_str().unwrap().to_string() + "/orders.db";
+    let reclaimed = sqlite_count(
+        std::path::Path::new(&db),
+        "SELECT count(*) FROM outbox WHERE attempts > 1",
+    );
+    assert!(
+        reclaimed >= 1,
+        "the dead relay's rows were claimed again after its lease"
+    );
+}
+
+#[test]
+fn unsynced_copy_survives_relay_crash_after_append() {
+    // SIGKILL kills the process, not the kernel: the written page is still in the page cache.
+    let o = crash_once("relay-append", "outbox", "relay.after_append@1");
+    let r = report(&o);
+    assert_eq!(r["applied_once"], 30);
+    assert!(r["redelivered"].as_u64().unwrap() >= 1);
+    assert!(
+        r["redelivered_by_cause"]["crash at relay.after_append"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(r["applied_twice"], 0);
+}
+
+#[test]
+fn duplicate_after_relay_sync() {
+    let o = crash_once("relay-sync", "outbox", "relay.after_sync@1");
+    let r = report(&o);
+    assert!(
+        r["redelivered_by_cause"]["crash at relay.after_sync"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        r["consumer_skipped_duplicates"].as_u64().unwrap() >= 1,
+        "the inbox absorbed it"
+    );
+    assert_eq!(r["applied_once"], 30);
+    assert_eq!(r["applied_twice"], 0);
+    assert_eq!(r["points_actual"], r["points_expected"]);
+}
+
+#[test]
+fn torn_append_is_truncated_and_republished() {
+    let o = crash_once("torn", "outbox", "broker.torn_append@1");
+    let r = report(&o);
+    assert_eq!(r["applied_once"], 30);
+    assert_eq!(
+        r["torn_tail_bytes"], 0,
+        "the next writer cut the half record before appending"
+    );
+    assert_eq!(r["applied_twice"], 0);
+}
+
+#[test]
+fn redelivered_to_consumer_after_apply_crash() {
+    let o = crash_once("consumer-apply", "outbox", "consumer.after_apply@4");
+    let r = report(&o);
+    assert!(
+        r["consumer_redeliveries"].as_u64().unwrap() >= 1,
+        "records were read again after the crash"
+    );
+    assert_eq!(r["applied_once"], 30);
+    assert_eq!(r["applied_twice"], 0);
+}
+
+#[test]
+fn same_seed_gives_same_schedule_and_verdict() {
+    let a = temp_dir("seed-a").join("d");
+    let b = temp_dir("seed-b").join("d");
+    let args = |d: &std::path::Path| {
+        run(&[
+            "crash-run",
+            "--dir",
+            d.to_str().unwrap(),
+            "--mode",
+            "naive",
+            "--orders",
+            "40",
+            "--seed",
+            "11",
+            "--crashes",
+            "4",
+            "--json",
+        ])
+    };
+    let (ra, rb) = (args(&a), args(&b));
+    let ja: serde_json::Value = serde_json::from_slice(&ra.stdout).unwrap();
+    let jb: serde_json::Value = serde_json::from_slice(&rb.stdout).unwrap();
+    assert_eq!(ja["schedule"], jb["schedule"]);
+    assert_eq!(ja["report"]["lost_count"], jb["report"]["lost_count"]);
+    assert_eq!(
+        ja["report"]["lost_count"],
+        ja["schedule"]["client"].as_array().unwrap().len()
+    );
+}
