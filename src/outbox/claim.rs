@@ -16,10 +16,11 @@
 //! can still append late copies — the consumer absorbs them — but can never mark a row that
 //! someone else now owns.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Row, params};
 
 use crate::db::write_tx;
 use crate::error::{Context, Result};
+use crate::outbox::segments;
 
 /// Upper bound on a batch: one claim and one append must stay small and quick.
 pub const MAX_BATCH: usize = 10_000;
@@ -46,7 +47,8 @@ pub struct Claim {
     pub rows: Vec<ClaimedRow>,
 }
 
-const CLAIM_SQL: &str = "
+/// The claim in the single-table layout (`outbox::segments` builds the per-segment ones).
+pub const CLAIM_SQL: &str = "
 UPDATE outbox
    SET lease_owner = ?1, lease_until_us = ?2, attempts = attempts + 1
  WHERE id IN (
@@ -76,20 +78,15 @@ pub fn claim_batch(
     );
     let lease_until_us = now_us + (lease_ms as i64) * 1000;
     let mut rows = write_tx(conn, |tx| {
+        if segments::is_partitioned(tx)? {
+            return segments::claim_rows(tx, token, lease_until_us, now_us, batch);
+        }
         let mut stmt = tx.prepare_cached(CLAIM_SQL).ctx("preparing claim")?;
         let rows = stmt
-            .query_map(params![token, lease_until_us, now_us, batch as i64], |r| {
-                Ok(ClaimedRow {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    aggregate_id: r.get(2)?,
-                    aggregate_seq: r.get(3)?,
-                    event_type: r.get(4)?,
-                    payload: r.get(5)?,
-                    created_at_us: r.get(6)?,
-                    attempts: r.get(7)?,
-                })
-            })
+            .query_map(
+                params![token, lease_until_us, now_us, batch as i64],
+                claimed_row,
+            )
             .ctx("claiming a batch")?
             .collect::<rusqlite::Result<Vec<_>>>()
             .ctx("reading claimed rows")?;
@@ -112,6 +109,9 @@ pub fn claim_batch(
 /// Fewer than `ids.len()` means the lease expired and someone else may own those rows.
 pub fn mark_published(conn: &mut Connection, claim: &Claim, now_us: i64) -> Result<usize> {
     write_tx(conn, |tx| {
+        if segments::is_partitioned(tx)? {
+            return segments::mark_rows(tx, claim, now_us);
+        }
         let mut stmt = tx
             .prepare_cached(
                 "UPDATE outbox SET published_at_us = ?1
@@ -127,4 +127,33 @@ pub fn mark_published(conn: &mut Connection, claim: &Claim, now_us: i64) -> Resu
         }
         Ok(marked)
     })
+}
+
+/// A claimed row from the columns `RETURNING id, event_id, aggregate_id, aggregate_seq,
+/// event_type, payload, created_at_us, attempts` (both layouts return exactly these).
+pub(crate) fn claimed_row(r: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
+    Ok(ClaimedRow {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        aggregate_id: r.get(2)?,
+        aggregate_seq: r.get(3)?,
+        event_type: r.get(4)?,
+        payload: r.get(5)?,
+        created_at_us: r.get(6)?,
+        attempts: r.get(7)?,
+    })
+}
+
+/// Rows not yet published (including those under someone's lease), in either layout.
+pub fn unpublished_count(conn: &Connection) -> Result<u64> {
+    if segments::is_partitioned(conn)? {
+        return segments::unpublished_count(conn);
+    }
+    conn.query_row(
+        "SELECT count(*) FROM outbox INDEXED BY outbox_unpublished WHERE published_at_us IS NULL",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+    .ctx("counting unpublished rows")
 }

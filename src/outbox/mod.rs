@@ -14,7 +14,8 @@
 
 pub mod claim;
 pub mod schema;
+pub mod segments;
 pub mod write;
 
-pub use claim::{Claim, ClaimedRow, claim_batch, mark_published};
+pub use claim::{Claim, ClaimedRow, claim_batch, mark_published, unpublished_count};
 pub use write::insert_event;

@@ -29,8 +29,7 @@ use rusqlite::Connection;
 use crate::broker::Broker;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
-use crate::error::{Context, Result};
-
+use crate::error::Result;
 pub use pass::PassReport;
 
 #[derive(Debug, Clone)]
@@ -115,14 +114,7 @@ impl Relay {
 
     /// Rows not yet published (including those under someone's lease).
     pub fn unpublished_count(&self) -> Result<u64> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM outbox INDEXED BY outbox_unpublished WHERE published_at_us IS NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .ctx("counting unpublished rows")
+        crate::outbox::unpublished_count(&self.conn)
     }
 }
 
