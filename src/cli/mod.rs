@@ -1,6 +1,7 @@
 //! Subcommands. Exit codes: 0 ok, 1 the command ran but found a problem (a failed input line,
 //! a failed verification), 2 an operating error (printed on stderr).
 
+mod cleanup;
 mod place;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = broker::DEFAULT_PARTITIONS)]
         partitions: u32,
+        #[command(flatten)]
+        layout: cleanup::LayoutArgs,
     },
     /// Place orders: generated (--count/--seed) or JSON lines from stdin.
     Place(place::PlaceArgs),
@@ -67,6 +70,8 @@ pub enum Command {
         /// Exit when no unpublished row remains.
         #[arg(long)]
         until_empty: bool,
+        #[command(flatten)]
+        cleanup: cleanup::RelayCleanupArgs,
     },
     /// The idempotent consumer (one worker per partition).
     Consume {
@@ -91,6 +96,8 @@ pub enum Command {
     },
     /// List the crash points, with what a crash at each one shows.
     CrashPoints,
+    /// Remove published rows older than --retention-ms (batched deletes, or whole segments).
+    Cleanup(cleanup::CleanupArgs),
 }
 
 /// SIGTERM/SIGINT set the flag; long-running loops check it between steps.
@@ -118,10 +125,15 @@ fn open(dir: &std::path::Path, role: &str) -> Result<DataDir> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Init { dir, partitions } => {
+        Command::Init {
+            dir,
+            partitions,
+            layout,
+        } => {
             let data = DataDir::init(&dir, partitions)?;
+            let layout = cleanup::apply_layout(&data, &layout)?;
             println!(
-                "initialised {} with {} partitions",
+                "initialised {} with {} partitions{layout}",
                 data.root.display(),
                 data.partitions
             );
@@ -137,6 +149,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             batch,
             lease_ms,
             until_empty,
+            cleanup: cleanup_args,
         } => {
             let data = open(&dir, &id)?;
             let stop = stop_flag()?;
@@ -146,7 +159,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 batch,
                 lease_ms,
             };
-            let totals = Relay::open(&data, config)?.run(&stop, until_empty)?;
+            let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
+            let totals = relay.run(&stop, until_empty)?;
             eprintln!(
                 "{}",
                 serde_json::to_string(&totals).expect("totals serialise")
@@ -197,5 +211,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cleanup(args) => cleanup::run(args),
     }
 }

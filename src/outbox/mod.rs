@@ -13,6 +13,7 @@
 //! system, so one local commit decides both; publishing becomes a retryable copy job.
 
 pub mod claim;
+pub mod cleanup;
 pub mod schema;
 pub mod segments;
 pub mod write;

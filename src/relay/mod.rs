@@ -19,6 +19,7 @@
 //! consumer's inbox makes the *effect* exactly-once. Never mark before sync: a row marked
 //! published whose record was not yet durable could vanish in a power cut — a lost event.
 
+mod cleanup;
 mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,8 @@ use crate::broker::Broker;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::Result;
+
+pub use cleanup::CleanupSchedule;
 pub use pass::PassReport;
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,8 @@ pub struct Relay {
     partitions: u32,
     config: RelayConfig,
     pass_no: u64,
+    /// Set by `with_cleanup`: the relay also removes old published rows.
+    cleanup: Option<CleanupSchedule>,
 }
 
 impl Relay {
@@ -84,6 +89,7 @@ impl Relay {
             partitions: dir.partitions,
             config,
             pass_no: 0,
+            cleanup: None,
         })
     }
 
@@ -101,6 +107,7 @@ impl Relay {
             totals.claimed += report.claimed as u64;
             totals.marked += report.marked as u64;
             totals.fenced += report.fenced as u64;
+            self.cleanup_if_due(stop)?;
             if report.claimed > 0 {
                 continue;
             }
