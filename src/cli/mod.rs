@@ -1,6 +1,7 @@
 //! Subcommands. Exit codes: 0 ok, 1 the command ran but found a problem (a failed input line,
 //! a failed verification), 2 an operating error (printed on stderr).
 
+mod bench;
 mod cleanup;
 mod place;
 
@@ -98,6 +99,8 @@ pub enum Command {
     CrashPoints,
     /// Remove published rows older than --retention-ms (batched deletes, or whole segments).
     Cleanup(cleanup::CleanupArgs),
+    /// Benchmarks: a table on stdout, JSON with --json PATH.
+    Bench(bench::BenchArgs),
 }
 
 /// SIGTERM/SIGINT set the flag; long-running loops check it between steps.
@@ -212,5 +215,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cleanup(args) => cleanup::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
