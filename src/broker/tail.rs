@@ -183,7 +183,7 @@ fn overlong_tail(
         reason,
     };
     match last_newline {
-        Some(i) if window_bytes - i as u64 - 1 >= MAX_LINE_BYTES as u64 => corrupt(
+        Some(i) if window_bytes - i as u64 > MAX_LINE_BYTES as u64 => corrupt(
             window_start_bytes + i as u64 + 1,
             format!("no newline within {MAX_LINE_BYTES} bytes (the longest record)"),
         ),

@@ -22,7 +22,7 @@ pub enum Transition {
 }
 
 impl Transition {
-    fn from_to(self) -> (&'static str, &'static str, &'static str) {
+    fn edge(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Transition::Pay => ("placed", "paid", ORDER_PAID),
             Transition::Ship => ("paid", "shipped", ORDER_SHIPPED),
@@ -39,7 +39,7 @@ impl OrderService {
             Mode::Outbox,
             "lifecycle events exist only in outbox mode"
         );
-        let (from, to, event_type) = step.from_to();
+        let (from, to, event_type) = step.edge();
         let now_us = crate::clock::now_us();
         let tx = begin(&mut self.conn)?;
         let row: Option<(String, i64, i64)> = tx

@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use crate::db::write_tx;
 use crate::error::{Context, Result};
 use crate::outbox::segments;
 
@@ -72,7 +71,8 @@ pub struct CleanupReport {
     pub batches: u64,
     pub rows_deleted: u64,
     pub segments_dropped: u64,
-    /// The longest any one cleanup transaction held the write lock.
+    /// The longest any one cleanup transaction held the write lock (from BEGIN IMMEDIATE
+    /// succeeding to COMMIT returning; waiting for the lock is not holding it).
     pub longest_tx_us: u64,
     /// False when the run stopped at `max_batches` or on a stop signal with work left.
     pub finished: bool,
@@ -110,11 +110,8 @@ fn delete_batches(
     };
     let mut cursor_id = 0;
     while report.batches < config.max_batches && !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let window = delete_window(conn, cursor_id, cutoff_us, config.batch_rows)?;
-        report.longest_tx_us = report
-            .longest_tx_us
-            .max(started.elapsed().as_micros() as u64);
+        let (window, held_us) = delete_window(conn, cursor_id, cutoff_us, config.batch_rows)?;
+        report.longest_tx_us = report.longest_tx_us.max(held_us);
         report.batches += 1;
         report.rows_deleted += window.deleted;
         if window.rows < config.batch_rows as u64 || window.saw_young {
@@ -143,8 +140,8 @@ fn delete_window(
     cursor_id: i64,
     cutoff_us: i64,
     batch_rows: usize,
-) -> Result<Window> {
-    write_tx(conn, |tx| {
+) -> Result<(Window, u64)> {
+    held_write_tx(conn, |tx| {
         let (end_id, rows, saw_young): (Option<i64>, i64, bool) = tx
             .prepare_cached(
                 "SELECT max(id), count(*), coalesce(max(created_at_us >= ?2), 0)
@@ -209,11 +206,8 @@ fn drop_segments(
         let Some(rows) = expired_rows(conn, *seg, cutoff_us)? else {
             continue;
         };
-        let started = Instant::now();
-        let dropped = drop_if_still_published(conn, *seg)?;
-        report.longest_tx_us = report
-            .longest_tx_us
-            .max(started.elapsed().as_micros() as u64);
+        let (dropped, held_us) = drop_if_still_published(conn, *seg)?;
+        report.longest_tx_us = report.longest_tx_us.max(held_us);
         report.batches += 1;
         if dropped {
             report.segments_dropped += 1;
@@ -242,9 +236,9 @@ fn expired_rows(conn: &Connection, seg: i64, cutoff_us: i64) -> Result<Option<u6
 }
 
 /// Write phase: drop the segment if it still holds no unpublished row.
-fn drop_if_still_published(conn: &mut Connection, seg: i64) -> Result<bool> {
+fn drop_if_still_published(conn: &mut Connection, seg: i64) -> Result<(bool, u64)> {
     let t = segments::table(seg);
-    write_tx(conn, |tx| {
+    held_write_tx(conn, |tx| {
         let unpublished: bool = tx
             .query_row(
                 &format!(
@@ -260,4 +254,19 @@ fn drop_if_still_published(conn: &mut Connection, seg: i64) -> Result<bool> {
         segments::drop_segment(tx, seg)?;
         Ok(true)
     })
+}
+
+/// `db::write_tx`, also returning how long the write lock was held: the number that decides
+/// how long a writer can be kept waiting.
+fn held_write_tx<T>(
+    conn: &mut Connection,
+    body: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+) -> Result<(T, u64)> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .ctx("BEGIN IMMEDIATE for cleanup")?;
+    let held = Instant::now();
+    let out = body(&tx)?;
+    tx.commit().ctx("COMMIT cleanup")?;
+    Ok((out, held.elapsed().as_micros() as u64))
 }

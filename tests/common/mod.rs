@@ -23,7 +23,10 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// Run `outbox-lab args…`; returns the output whatever the exit status.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("running outbox-lab")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running outbox-lab")
 }
 
 /// Run and insist on success; returns stdout.
@@ -49,7 +52,12 @@ pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning outbox-lab");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).expect("writing stdin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .expect("writing stdin");
     child.wait_with_output().expect("waiting for outbox-lab")
 }
 
@@ -65,7 +73,10 @@ pub fn init(name: &str) -> String {
 pub fn verify_json(dir: &str) -> serde_json::Value {
     let out = run(&["verify", "--dir", dir, "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("verify --json did not print JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "verify --json did not print JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 

@@ -165,7 +165,7 @@ fn read_trace(path: &Path) -> (HashMap<u64, String>, HashMap<String, Vec<u64>>) 
             }
             Some("appended") => {
                 let ids = v["event_ids"].as_array().cloned().unwrap_or_default();
-                let single = v["event_id"].as_str().map(|s| serde_json::Value::from(s));
+                let single = v["event_id"].as_str().map(serde_json::Value::from);
                 for id in ids.into_iter().chain(single) {
                     if let Some(id) = id.as_str() {
                         appenders.entry(id.to_string()).or_default().push(pid);

@@ -37,7 +37,7 @@
 
 mod claim;
 
-pub use claim::{claim_rows, mark_rows, unpublished_count};
+pub use claim::{active_segments, claim_rows, claim_sql, mark_rows, unpublished_count};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
