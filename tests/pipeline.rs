@@ -116,7 +116,14 @@ fn two_connections_claiming_at_once_get_disjoint_rows() {
                 // only question left is whether the two ever got the same row.
                 for pass in 0..25 {
                     let token = format!("claimer-{n}/{pass}");
-                    let claim = claim_batch(&mut conn, &token, 60_000, 7).unwrap();
+                    let claim = claim_batch(
+                        &mut conn,
+                        &token,
+                        outbox_lab::clock::Clock::system(),
+                        60_000,
+                        7,
+                    )
+                    .unwrap();
                     assert_eq!(
                         claim.rows.len(),
                         7,

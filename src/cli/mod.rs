@@ -6,6 +6,8 @@
 //! Subcommands. Exit codes: 0 ok, 1 the command ran but found a problem (a failed input line,
 //! a failed verification), 2 an operating error (printed on stderr).
 
+mod bench;
+mod cleanup;
 mod lab;
 mod place;
 mod sweep;
@@ -42,6 +44,8 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = broker::DEFAULT_PARTITIONS)]
         partitions: u32,
+        #[command(flatten)]
+        layout: cleanup::LayoutArgs,
     },
     /// Place orders: generated (--count/--seed) or JSON lines from stdin.
     Place(place::PlaceArgs),
@@ -74,6 +78,8 @@ pub enum Command {
         /// Exit when no unpublished row remains.
         #[arg(long)]
         until_empty: bool,
+        #[command(flatten)]
+        cleanup: cleanup::RelayCleanupArgs,
     },
     /// The idempotent consumer (one worker per partition).
     Consume {
@@ -110,6 +116,10 @@ pub enum Command {
     Trace(lab::TraceArgs),
     /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
     Replicas(lab::ReplicasArgs),
+    /// Remove published rows older than --retention-ms (batched deletes, or whole segments).
+    Cleanup(cleanup::CleanupArgs),
+    /// Benchmarks: a table on stdout, JSON with --json PATH.
+    Bench(bench::BenchArgs),
 }
 
 /// Parse the process's arguments and run the command; the whole of `main`.
@@ -147,10 +157,15 @@ fn open(dir: &std::path::Path, role: &str) -> Result<DataDir> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Init { dir, partitions } => {
+        Command::Init {
+            dir,
+            partitions,
+            layout,
+        } => {
             let data = DataDir::init(&dir, partitions)?;
+            let layout = cleanup::apply_layout(&data, &layout)?;
             println!(
-                "initialised {} with {} partitions",
+                "initialised {} with {} partitions{layout}",
                 data.root.display(),
                 data.partitions
             );
@@ -166,6 +181,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             batch,
             lease_ms,
             until_empty,
+            cleanup: cleanup_args,
         } => {
             let data = open(&dir, &id)?;
             let stop = stop_flag()?;
@@ -175,7 +191,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 batch,
                 lease_ms,
             };
-            let totals = Relay::open(&data, config)?.run(&stop, until_empty)?;
+            let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
+            let totals = relay.run(&stop, until_empty)?;
             eprintln!(
                 "{}",
                 serde_json::to_string(&totals).expect("totals serialise")
@@ -233,5 +250,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::CrashRun(args) => lab::crash_run(args),
         Command::Trace(args) => lab::trace(args),
         Command::Replicas(args) => lab::replicas(args),
+        Command::Cleanup(args) => cleanup::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

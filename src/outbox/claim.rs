@@ -16,10 +16,12 @@
 //! can still append late copies — the consumer absorbs them — but can never mark a row that
 //! someone else now owns.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Row, params};
 
+use crate::clock::Clock;
 use crate::db::write_tx;
 use crate::error::{Context, Result};
+use crate::outbox::segments;
 
 /// Upper bound on a batch: one claim and one append must stay small and quick.
 pub const MAX_BATCH: usize = 10_000;
@@ -46,7 +48,8 @@ pub struct Claim {
     pub rows: Vec<ClaimedRow>,
 }
 
-const CLAIM_SQL: &str = "
+/// The claim in the single-table layout (`outbox::segments` builds the per-segment ones).
+pub const CLAIM_SQL: &str = "
 UPDATE outbox
    SET lease_owner = ?1, lease_until_us = ?2, attempts = attempts + 1
  WHERE id IN (
@@ -67,9 +70,11 @@ RETURNING id, event_id, aggregate_id, aggregate_seq, event_type, payload, create
 /// The lease is timed from *inside* the transaction, once the write lock is ours: a claim
 /// that waited 300 ms for the lock behind busy writers must not hand itself a lease that is
 /// already 300 ms old (it would be fenced out of its own rows — seen in the lab before this).
+/// So the caller passes a [`Clock`] to read then, not a time read before.
 pub fn claim_batch(
     conn: &mut Connection,
     token: &str,
+    clock: Clock,
     lease_ms: u64,
     batch: usize,
 ) -> Result<Claim> {
@@ -79,22 +84,17 @@ pub fn claim_batch(
     );
     let mut lease_until_us = 0;
     let mut rows = write_tx(conn, |tx| {
-        let now_us = crate::clock::now_us();
+        let now_us = clock.now_us();
         lease_until_us = now_us + (lease_ms as i64) * 1000;
+        if segments::is_partitioned(tx)? {
+            return segments::claim_rows(tx, token, lease_until_us, now_us, batch);
+        }
         let mut stmt = tx.prepare_cached(CLAIM_SQL).ctx("preparing claim")?;
         let rows = stmt
-            .query_map(params![token, lease_until_us, now_us, batch as i64], |r| {
-                Ok(ClaimedRow {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    aggregate_id: r.get(2)?,
-                    aggregate_seq: r.get(3)?,
-                    event_type: r.get(4)?,
-                    payload: r.get(5)?,
-                    created_at_us: r.get(6)?,
-                    attempts: r.get(7)?,
-                })
-            })
+            .query_map(
+                params![token, lease_until_us, now_us, batch as i64],
+                claimed_row,
+            )
             .ctx("claiming a batch")?
             .collect::<rusqlite::Result<Vec<_>>>()
             .ctx("reading claimed rows")?;
@@ -116,9 +116,12 @@ pub fn claim_batch(
 /// Mark `ids` published where the claim still holds them; returns how many were marked.
 /// Fewer than `ids.len()` means the lease expired and someone else may own those rows.
 /// "Still holds" is judged at the moment we hold the write lock, when no claim can intervene.
-pub fn mark_published(conn: &mut Connection, claim: &Claim) -> Result<usize> {
+pub fn mark_published(conn: &mut Connection, claim: &Claim, clock: Clock) -> Result<usize> {
     write_tx(conn, |tx| {
-        let now_us = crate::clock::now_us();
+        let now_us = clock.now_us();
+        if segments::is_partitioned(tx)? {
+            return segments::mark_rows(tx, claim, now_us);
+        }
         let mut stmt = tx
             .prepare_cached(
                 "UPDATE outbox SET published_at_us = ?1
@@ -134,4 +137,33 @@ pub fn mark_published(conn: &mut Connection, claim: &Claim) -> Result<usize> {
         }
         Ok(marked)
     })
+}
+
+/// A claimed row from the columns `RETURNING id, event_id, aggregate_id, aggregate_seq,
+/// event_type, payload, created_at_us, attempts` (both layouts return exactly these).
+pub(crate) fn claimed_row(r: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
+    Ok(ClaimedRow {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        aggregate_id: r.get(2)?,
+        aggregate_seq: r.get(3)?,
+        event_type: r.get(4)?,
+        payload: r.get(5)?,
+        created_at_us: r.get(6)?,
+        attempts: r.get(7)?,
+    })
+}
+
+/// Rows not yet published (including those under someone's lease), in either layout.
+pub fn unpublished_count(conn: &Connection) -> Result<u64> {
+    if segments::is_partitioned(conn)? {
+        return segments::unpublished_count(conn);
+    }
+    conn.query_row(
+        "SELECT count(*) FROM outbox INDEXED BY outbox_unpublished WHERE published_at_us IS NULL",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+    .ctx("counting unpublished rows")
 }

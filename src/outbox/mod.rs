@@ -13,8 +13,10 @@
 //! system, so one local commit decides both; publishing becomes a retryable copy job.
 
 pub mod claim;
+pub mod cleanup;
 pub mod schema;
+pub mod segments;
 pub mod write;
 
-pub use claim::{Claim, ClaimedRow, claim_batch, mark_published};
+pub use claim::{Claim, ClaimedRow, claim_batch, mark_published, unpublished_count};
 pub use write::insert_event;

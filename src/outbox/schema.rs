@@ -45,6 +45,11 @@ CREATE INDEX IF NOT EXISTS outbox_unpublished_by_aggregate
 pub fn create(path: &Path) -> Result<()> {
     // FULL: init runs once; nothing to gain from weaker durability.
     let conn = db::create(path, Synchronous::Full)?;
+    if crate::outbox::segments::is_partitioned(&conn)? {
+        // An earlier init chose the partitioned layout: everything exists, and `outbox` is a
+        // view now (which SCHEMA's CREATE INDEX … ON outbox would refuse).
+        return Ok(());
+    }
     conn.execute_batch(SCHEMA)
         .ctx(format!("creating schema in {}", path.display()))
 }

@@ -4,6 +4,7 @@ use rusqlite::{Transaction, params};
 
 use crate::error::{Context, Result};
 use crate::event::new_event_id;
+use crate::outbox::segments::{self, NewRow};
 
 /// Insert one event row in `tx` (the same transaction as the business change); returns
 /// `(outbox_id, event_id)`.
@@ -20,6 +21,18 @@ pub fn insert_event(
         "aggregate_seq starts at 1, got {aggregate_seq}"
     );
     let event_id = new_event_id();
+    if segments::is_partitioned(tx)? {
+        let payload = payload.to_string();
+        let row = NewRow {
+            event_id: &event_id,
+            aggregate_id,
+            aggregate_seq,
+            event_type,
+            payload: &payload,
+            created_at_us,
+        };
+        return Ok((segments::insert(tx, &row)?, event_id));
+    }
     let outbox_id: i64 = tx
         .prepare_cached(
             "INSERT INTO outbox (event_id, aggregate_id, aggregate_seq, event_type, payload, created_at_us)

@@ -19,6 +19,7 @@
 //! consumer's inbox makes the *effect* exactly-once. Never mark before sync: a row marked
 //! published whose record was not yet durable could vanish in a power cut — a lost event.
 
+mod cleanup;
 mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,8 +30,9 @@ use rusqlite::Connection;
 use crate::broker::Broker;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
-use crate::error::{Context, Result};
+use crate::error::Result;
 
+pub use cleanup::CleanupSchedule;
 pub use pass::PassReport;
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,8 @@ pub struct Relay {
     partitions: u32,
     config: RelayConfig,
     pass_no: u64,
+    /// Set by `with_cleanup`: the relay also removes old published rows.
+    cleanup: Option<CleanupSchedule>,
 }
 
 impl Relay {
@@ -85,6 +89,7 @@ impl Relay {
             partitions: dir.partitions,
             config,
             pass_no: 0,
+            cleanup: None,
         })
     }
 
@@ -102,6 +107,7 @@ impl Relay {
             totals.claimed += report.claimed as u64;
             totals.marked += report.marked as u64;
             totals.fenced += report.fenced as u64;
+            self.cleanup_if_due(stop)?;
             if report.claimed > 0 {
                 continue;
             }
@@ -115,14 +121,7 @@ impl Relay {
 
     /// Rows not yet published (including those under someone's lease).
     pub fn unpublished_count(&self) -> Result<u64> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM outbox INDEXED BY outbox_unpublished WHERE published_at_us IS NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .ctx("counting unpublished rows")
+        crate::outbox::unpublished_count(&self.conn)
     }
 }
 

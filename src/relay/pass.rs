@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use crate::broker::partition_of;
+use crate::clock::Clock;
 use crate::crashpoint;
 use crate::error::Result;
 use crate::event::Event;
@@ -31,6 +32,7 @@ impl Relay {
         let claim = outbox::claim_batch(
             &mut self.conn,
             &token,
+            Clock::system(),
             self.config.lease_ms,
             self.config.batch,
         )?;
@@ -69,7 +71,7 @@ impl Relay {
         );
         crashpoint::point("relay.after_sync");
 
-        let marked = outbox::mark_published(&mut self.conn, &claim)?;
+        let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
         let fenced = claim.rows.len() - marked;
         trace::emit(
             "marked",

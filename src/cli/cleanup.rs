@@ -1,0 +1,143 @@
+//! `cleanup`, the relay's `--cleanup-every-ms`, and `init --outbox-layout`: the command line
+//! of `outbox::cleanup` and `outbox::segments`. The strategy follows the layout chosen at
+//! init: a single `outbox` table is cleaned by batched deletes, a partitioned one by dropping
+//! whole segments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use crate::Result;
+use crate::clock::now_us;
+use crate::datadir::DataDir;
+use crate::db::{self, Synchronous};
+use crate::outbox::cleanup::{self, CleanupConfig};
+use crate::outbox::segments;
+use crate::relay::Relay;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutboxLayout {
+    /// One `outbox` table (the default): cleaned by batched deletes.
+    Single,
+    /// Segment tables `outbox_seg_N` behind an `outbox` view: cleaned by DROP TABLE.
+    Partitioned,
+}
+
+/// The layout flags of `init`.
+#[derive(Args, Debug)]
+pub struct LayoutArgs {
+    /// Chosen once, on an empty outbox; omitted, an existing directory keeps its layout.
+    #[arg(long, value_enum)]
+    pub outbox_layout: Option<OutboxLayout>,
+    /// Partitioned layout: events per segment table.
+    #[arg(long, default_value_t = segments::DEFAULT_SEGMENT_ROWS)]
+    pub segment_rows: i64,
+}
+
+/// Apply `init`'s layout choice to a directory `DataDir::init` just created or opened.
+/// Returns what to add to init's message: nothing for the default single table.
+pub fn apply_layout(data: &DataDir, args: &LayoutArgs) -> Result<String> {
+    // FULL: init runs once; nothing to gain from weaker durability.
+    let mut conn = db::open(&data.orders_db(), Synchronous::Full)?;
+    let partitioned = segments::is_partitioned(&conn)?;
+    match (args.outbox_layout, partitioned) {
+        (Some(OutboxLayout::Partitioned), _) => {
+            segments::create_layout(&mut conn, args.segment_rows)?;
+            partitioned_note(&conn)
+        }
+        (Some(OutboxLayout::Single), true) => Err(crate::Error::Input(format!(
+            "{} has a partitioned outbox; refusing to switch it to a single table",
+            data.root.display()
+        ))),
+        (_, true) => partitioned_note(&conn),
+        (_, false) => Ok(String::new()),
+    }
+}
+
+fn partitioned_note(conn: &rusqlite::Connection) -> Result<String> {
+    let rows = segments::segment_rows_of(conn)?;
+    Ok(format!(" (partitioned outbox, {rows} rows per segment)"))
+}
+
+/// The retention and batching flags shared by `cleanup` and the relay.
+#[derive(Args, Debug, Clone)]
+pub struct CleanupFlags {
+    /// Published rows younger than this are kept.
+    #[arg(long, default_value_t = CleanupConfig::default().retention_ms)]
+    pub retention_ms: u64,
+    /// Rows per delete transaction (single layout).
+    #[arg(long, default_value_t = CleanupConfig::default().batch_rows)]
+    pub batch_rows: usize,
+    /// Gap between cleanup transactions, so waiting writers get the lock.
+    #[arg(long, default_value_t = CleanupConfig::default().pause_ms)]
+    pub pause_ms: u64,
+}
+
+impl CleanupFlags {
+    fn config(&self, max_batches: u64) -> Result<CleanupConfig> {
+        if !(1..=cleanup::MAX_BATCH_ROWS).contains(&self.batch_rows) {
+            return Err(crate::Error::Input(format!(
+                "--batch-rows must be between 1 and {}, got {}",
+                cleanup::MAX_BATCH_ROWS,
+                self.batch_rows
+            )));
+        }
+        Ok(CleanupConfig {
+            retention_ms: self.retention_ms,
+            batch_rows: self.batch_rows,
+            pause_ms: self.pause_ms,
+            max_batches,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub flags: CleanupFlags,
+    /// Transactions (delete windows or dropped segments) in this run at most.
+    #[arg(long, default_value_t = CleanupConfig::default().max_batches)]
+    pub max_batches: u64,
+}
+
+pub fn run(args: CleanupArgs) -> Result<ExitCode> {
+    let data = super::open(&args.dir, "cleanup")?;
+    let config = args.flags.config(args.max_batches)?;
+    // NORMAL: a cleanup lost to a power cut just runs again; nothing anyone waits on is lost.
+    let mut conn = db::open(&data.orders_db(), Synchronous::Normal)?;
+    let stop = super::stop_flag()?;
+    let report = cleanup::run(&mut conn, &config, now_us(), &stop)?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).expect("report serialises")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relay's cleanup flags: off unless `--cleanup-every-ms` is given.
+#[derive(Args, Debug)]
+pub struct RelayCleanupArgs {
+    /// Also clean up old published rows, every this many ms, between passes.
+    #[arg(long)]
+    pub cleanup_every_ms: Option<u64>,
+    #[command(flatten)]
+    pub flags: CleanupFlags,
+    /// Cleanup transactions per tick: while it cleans, this relay does not relay.
+    #[arg(long, default_value_t = 20)]
+    pub cleanup_max_batches: u64,
+}
+
+pub fn attach(relay: Relay, args: &RelayCleanupArgs) -> Result<Relay> {
+    let Some(every_ms) = args.cleanup_every_ms else {
+        return Ok(relay);
+    };
+    if every_ms == 0 {
+        return Err(crate::Error::Input(
+            "--cleanup-every-ms must be positive".into(),
+        ));
+    }
+    Ok(relay.with_cleanup(every_ms, args.flags.config(args.cleanup_max_batches)?))
+}
