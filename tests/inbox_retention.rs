@@ -277,7 +277,8 @@ fn bench_inbox_measures_rows_bytes_and_the_sweep_without_asserting_times() {
     let scratch = temp_dir("bench-inbox");
     let scratch = scratch.to_str().unwrap();
     let args = [
-        "bench-inbox",
+        "bench",
+        "inbox",
         "--dir",
         scratch,
         "--rates",

@@ -67,10 +67,13 @@ pub enum Which {
         #[arg(long, default_value_t = CleanupConfig::default().pause_ms)]
         pause_ms: u64,
     },
+    /// The consumer's inbox: rows, bytes and sweep cost per event rate and retention window.
+    Inbox(super::sweep::BenchInboxArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let (report, common): (Report, &Common) = match &args.which {
+        Which::Inbox(inbox) => return super::sweep::bench(inbox),
         Which::Poll {
             common,
             max_rows,

@@ -97,8 +97,6 @@ pub enum Command {
     },
     /// Delete inbox rows processed longer ago than --inbox-retention, in small batches.
     SweepInbox(sweep::SweepArgs),
-    /// Benchmark: inbox size and sweep cost at a few event rates and windows.
-    BenchInbox(sweep::BenchInboxArgs),
     /// The checker: lost, ghost, redelivered, applied twice, out of order.
     Verify {
         #[arg(long)]
@@ -223,7 +221,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SweepInbox(args) => sweep::run(args),
-        Command::BenchInbox(args) => sweep::bench(args),
         Command::Verify { dir, group, json } => {
             let data = DataDir::open(&dir)?;
             let report = checker::check(&data, &group)?;

@@ -122,7 +122,7 @@ pub fn run(args: SweepArgs) -> Result<ExitCode> {
 }
 
 /// `bench-inbox` (moves under `bench inbox` with the bench framework).
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct BenchInboxArgs {
     /// Scratch directory for the benchmark's databases (default: under the temp dir).
     #[arg(long)]
@@ -143,14 +143,14 @@ pub struct BenchInboxArgs {
     pub max_rows: u64,
 }
 
-pub fn bench(args: BenchInboxArgs) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(|| {
+pub fn bench(args: &BenchInboxArgs) -> Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("outbox-lab-bench-inbox-{}", std::process::id()))
     });
     let config = BenchConfig {
         dir,
-        rates_per_s: args.rates,
-        windows_ms: args.windows,
+        rates_per_s: args.rates.clone(),
+        windows_ms: args.windows.clone(),
         sweep_every_ms: args.sweep_every,
         batch_rows: args.batch_rows,
         max_rows: args.max_rows,

@@ -1,4 +1,4 @@
-//! `bench-inbox`: how big the inbox gets and what sweeping it costs, at a few event rates and
+//! `bench inbox`: how big the inbox gets and what sweeping it costs, at a few event rates and
 //! retention windows. (To move under `bench inbox` once the bench framework lands.)
 //!
 //! ```text
