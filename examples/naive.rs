@@ -20,16 +20,7 @@ use outbox_lab::lab::{compare, demo};
 use outbox_lab::order::Mode;
 
 fn main() -> ExitCode {
-    if let Some(code) = outbox_lab::lab::harness::child_entry() {
-        return code; // the harness re-executes this program as its children
-    }
-    match run() {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("naive example: error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    demo::example_main("naive", run)
 }
 
 fn run() -> outbox_lab::Result<ExitCode> {

@@ -23,16 +23,7 @@ const RELAY_CRASHES: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
-    if let Some(code) = outbox_lab::lab::harness::child_entry() {
-        return code; // the harness re-executes this program as its relays and consumer
-    }
-    match run() {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("replicas example: error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    demo::example_main("replicas", run)
 }
 
 fn run() -> outbox_lab::Result<ExitCode> {

@@ -2,11 +2,28 @@
 //! tests can hold them to it.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use crate::error::{Error, Result};
 use crate::lab::harness::story::{self, Needle};
 use crate::lab::harness::{self, Outcome, Scenario};
 use crate::order::Mode;
+
+/// The whole `main` of an example that runs the harness: when the harness re-executes this
+/// program as one of its children, act as the command line; otherwise run the example and
+/// turn an error into exit status 2.
+pub fn example_main(name: &str, run: impl FnOnce() -> Result<ExitCode>) -> ExitCode {
+    if let Some(code) = crate::lab::harness::child_entry() {
+        return code;
+    }
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{name} example: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// The seed every example uses unless told otherwise: the runs are replayable by it.
 pub const DEFAULT_SEED: u64 = 42;
