@@ -56,11 +56,12 @@ UPDATE outbox
        SELECT o.id FROM outbox AS o INDEXED BY outbox_unpublished
         WHERE o.published_at_us IS NULL
           AND (o.lease_until_us IS NULL OR o.lease_until_us <= ?3)
-          AND NOT EXISTS (
-              SELECT 1 FROM outbox AS earlier INDEXED BY outbox_unpublished_by_aggregate
-               WHERE earlier.aggregate_id = o.aggregate_id
-                 AND earlier.aggregate_seq < o.aggregate_seq
-                 AND earlier.published_at_us IS NULL)
+          AND (o.aggregate_seq = 1       -- an order's first event has nothing before it
+               OR NOT EXISTS (
+                  SELECT 1 FROM outbox AS earlier INDEXED BY outbox_unpublished_by_aggregate
+                   WHERE earlier.aggregate_id = o.aggregate_id
+                     AND earlier.aggregate_seq < o.aggregate_seq
+                     AND earlier.published_at_us IS NULL))
         ORDER BY o.id
         LIMIT ?4)
 RETURNING id, event_id, aggregate_id, aggregate_seq, event_type, payload, created_at_us, attempts";

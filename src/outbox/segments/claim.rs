@@ -82,7 +82,7 @@ pub fn claim_sql(seg: i64, active_up_to_seg: &[i64]) -> String {
                 SELECT o.id FROM {t} AS o INDEXED BY {t}_unpublished
                  WHERE o.published_at_us IS NULL
                    AND (o.lease_until_us IS NULL OR o.lease_until_us <= ?3)
-                   {}
+                   AND (o.aggregate_seq = 1 OR (1 {}))
                  ORDER BY o.id
                  LIMIT ?4)
         RETURNING id, event_id, aggregate_id, aggregate_seq, event_type, payload, created_at_us, attempts",
