@@ -20,6 +20,7 @@ use crate::consumer::{self, ConsumerConfig};
 use crate::datadir::DataDir;
 use crate::lab::checker;
 use crate::relay::{Relay, RelayConfig};
+use crate::wake::{self, WakeMode};
 use crate::{Result, broker, crashpoint, trace};
 
 #[derive(Parser, Debug)]
@@ -64,8 +65,12 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "relay")]
         id: String,
+        /// Sleep after an empty pass; with `--wake wal`, the longest wait for the doorbell.
         #[arg(long, default_value_t = 500)]
         poll_ms: u64,
+        /// `wal`: run the next pass as soon as a commit writes orders.db-wal (Linux inotify).
+        #[arg(long, value_enum, default_value_t = RelayWake::Poll)]
+        wake: RelayWake,
         #[arg(long, default_value_t = 100)]
         batch: usize,
         #[arg(long, default_value_t = 5_000)]
@@ -80,8 +85,12 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "points")]
         group: String,
+        /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
         poll_ms: u64,
+        /// `log`: read as soon as a relay appends to the partition's file (Linux inotify).
+        #[arg(long, value_enum, default_value_t = LogWake::Poll)]
+        wake: LogWake,
         /// Exit once every partition has been read to its end.
         #[arg(long)]
         until_idle: bool,
@@ -103,6 +112,35 @@ pub enum Command {
     Trace(lab::TraceArgs),
     /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
     Replicas(lab::ReplicasArgs),
+}
+
+/// When an idle relay runs its next pass (see `crate::wake`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RelayWake {
+    /// Sleep --poll-ms.
+    Poll,
+    /// Doorbell on orders.db-wal, --poll-ms as the fallback.
+    Wal,
+}
+
+/// When an idle consumer worker reads again.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LogWake {
+    /// Sleep --poll-ms.
+    Poll,
+    /// Doorbell on the partition's log file, --poll-ms as the fallback.
+    Log,
+}
+
+/// `--poll-ms` bounds every wait, so it has a bound of its own.
+fn check_poll_ms(poll_ms: u64) -> Result<u64> {
+    if poll_ms > wake::MAX_WAIT_MS {
+        return Err(crate::Error::Input(format!(
+            "--poll-ms is at most {} (one hour), got {poll_ms}",
+            wake::MAX_WAIT_MS
+        )));
+    }
+    Ok(poll_ms)
 }
 
 /// Parse the process's arguments and run the command; the whole of `main`.
@@ -156,6 +194,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             id,
             poll_ms,
+            wake,
             batch,
             lease_ms,
             until_empty,
@@ -164,7 +203,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let stop = stop_flag()?;
             let config = RelayConfig {
                 name: id,
-                poll_ms,
+                poll_ms: check_poll_ms(poll_ms)?,
+                wake: match wake {
+                    RelayWake::Poll => WakeMode::Poll,
+                    RelayWake::Wal => WakeMode::Doorbell,
+                },
                 batch,
                 lease_ms,
             };
@@ -179,13 +222,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             group,
             poll_ms,
+            wake,
             until_idle,
         } => {
             let data = open(&dir, "consumer")?;
             let stop = stop_flag()?;
             let config = ConsumerConfig {
                 group,
-                poll_ms,
+                poll_ms: check_poll_ms(poll_ms)?,
+                wake: match wake {
+                    LogWake::Poll => WakeMode::Poll,
+                    LogWake::Log => WakeMode::Doorbell,
+                },
                 until_idle,
                 ..ConsumerConfig::default()
             };

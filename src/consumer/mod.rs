@@ -14,6 +14,9 @@
 //! *after* applying means a crash in between replays records — which the inbox then skips.
 //! Committing it before would lose them. (Kafka consumers face the same choice; the fix there
 //! is the same inbox, or storing the offset in the same transaction as the effect.)
+//!
+//! An idle worker sleeps `poll_ms`, or with `--wake log` waits for the doorbell on its own
+//! partition file (a relay's append is one `write()` to it), with `poll_ms` as the fallback.
 
 pub mod apply;
 pub mod schema;
@@ -24,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::datadir::DataDir;
 use crate::error::Result;
+use crate::wake::WakeMode;
 
 pub use apply::{Outcome, Position, apply};
 
@@ -31,8 +35,10 @@ pub use apply::{Outcome, Position, apply};
 pub struct ConsumerConfig {
     /// The consumer group: names its offset files.
     pub group: String,
-    /// Sleep when a partition has nothing new.
+    /// Sleep when a partition has nothing new (with the doorbell: the longest wait).
     pub poll_ms: u64,
+    /// Poll, or wake when a relay appends to the partition's file (see [`crate::wake`]).
+    pub wake: WakeMode,
     /// Records read (and then offset-committed) per batch.
     pub batch: usize,
     /// Exit once every partition has been read to its end.
@@ -44,6 +50,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             group: "points".into(),
             poll_ms: 20,
+            wake: WakeMode::Poll,
             batch: 500,
             until_idle: false,
         }
