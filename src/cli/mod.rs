@@ -6,6 +6,7 @@
 //! Subcommands. Exit codes: 0 ok, 1 the command ran but found a problem (a failed input line,
 //! a failed verification), 2 an operating error (printed on stderr).
 
+mod bench_pipeline;
 mod lab;
 mod place;
 
@@ -75,6 +76,9 @@ pub enum Command {
         batch: usize,
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
+        /// fdatasync the partitions of a pass in parallel threads (still all before marking).
+        #[arg(long)]
+        sync_in_parallel: bool,
         /// Exit when no unpublished row remains.
         #[arg(long)]
         until_empty: bool,
@@ -112,6 +116,12 @@ pub enum Command {
     Trace(lab::TraceArgs),
     /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
     Replicas(lab::ReplicasArgs),
+    /// Benchmark: orders/s for order-only, outbox and naive; the outbox row's µs/order.
+    BenchWrite(bench_pipeline::WriteArgs),
+    /// Benchmark: relay events/s by batch size and relay count, and fdatasync's share.
+    BenchRelay(bench_pipeline::RelayArgs),
+    /// Benchmark: commit -> applied latency, polling relay vs WAL doorbell.
+    BenchLatency(bench_pipeline::LatencyArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -197,6 +207,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             wake,
             batch,
             lease_ms,
+            sync_in_parallel,
             until_empty,
         } => {
             let data = open(&dir, &id)?;
@@ -210,6 +221,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 batch,
                 lease_ms,
+                sync_in_parallel,
             };
             let totals = Relay::open(&data, config)?.run(&stop, until_empty)?;
             eprintln!(
@@ -270,5 +282,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::CrashRun(args) => lab::crash_run(args),
         Command::Trace(args) => lab::trace(args),
         Command::Replicas(args) => lab::replicas(args),
+        Command::BenchWrite(args) => bench_pipeline::bench_write(args),
+        Command::BenchRelay(args) => bench_pipeline::bench_relay(args),
+        Command::BenchLatency(args) => bench_pipeline::bench_latency(args),
     }
 }

@@ -2,6 +2,7 @@
 //! the crash harness, the side-by-side comparison. It imports the pipeline; the pipeline never
 //! imports it (its only tie is `crate::crashpoint`, the named places the lab may arm).
 
+pub mod bench_pipeline;
 pub mod checker;
 pub mod claims;
 pub mod compare;

@@ -48,6 +48,8 @@ pub struct RelayConfig {
     pub batch: usize,
     /// How long a claim is ours. Longer than a pass ever takes, or a healthy relay gets fenced.
     pub lease_ms: u64,
+    /// fdatasync the partitions a pass touched in parallel threads instead of in turn.
+    pub sync_in_parallel: bool,
 }
 
 impl Default for RelayConfig {
@@ -58,6 +60,7 @@ impl Default for RelayConfig {
             wake: WakeMode::Poll,
             batch: 100,
             lease_ms: 5_000,
+            sync_in_parallel: false,
         }
     }
 }
@@ -65,6 +68,8 @@ impl Default for RelayConfig {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct RelayTotals {
     pub passes: u64,
+    /// Passes that claimed at least one row (the phase times below are theirs).
+    pub passes_with_rows: u64,
     pub claimed: u64,
     pub marked: u64,
     /// Claimed rows we could not mark because the lease was no longer ours.
@@ -81,6 +86,7 @@ pub struct RelayTotals {
 impl RelayTotals {
     fn add(&mut self, report: &PassReport) {
         self.passes += 1;
+        self.passes_with_rows += 1;
         self.claimed += report.claimed as u64;
         self.marked += report.marked as u64;
         self.fenced += report.fenced as u64;

@@ -69,9 +69,14 @@ impl Relay {
         let touched: Vec<u32> = (0..self.partitions)
             .filter(|p| !by_partition[*p as usize].is_empty())
             .collect();
-        for partition in &touched {
-            // Durable before marked: the one ordering the relay must never break.
-            self.broker.sync(*partition)?;
+        // Durable before marked: the one ordering the relay must never break. Either way, every
+        // touched partition is synced before we go on.
+        if self.config.sync_in_parallel {
+            self.broker.sync_parallel(&touched)?;
+        } else {
+            for partition in &touched {
+                self.broker.sync(*partition)?;
+            }
         }
         trace::emit(
             "synced",
