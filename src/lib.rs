@@ -27,7 +27,8 @@
 //!
 //! Shared plumbing: [`datadir`] (where everything lives), [`db`] (SQLite with explicit
 //! durability), [`event`] (the record's shape), [`clock`], [`trace`] (`trace.jsonl`),
-//! [`error`].
+//! [`wake`] (the doorbell: an idle relay or consumer woken by a write to the WAL or the log,
+//! instead of sleeping out its poll), [`error`].
 //!
 //! ## The lab (what proves it)
 //!
@@ -59,5 +60,6 @@ pub mod order;
 pub mod outbox;
 pub mod relay;
 pub mod trace;
+pub mod wake;
 
 pub use error::{Error, Result};

@@ -69,11 +69,20 @@ pub enum Which {
     },
     /// The consumer's inbox: rows, bytes and sweep cost per event rate and retention window.
     Inbox(super::sweep::BenchInboxArgs),
+    /// The write path: orders/s for order-only, outbox and naive; the outbox row's µs/order.
+    Write(super::bench_pipeline::WriteArgs),
+    /// Relay events/s by batch size and relay count, and fdatasync's share of a pass.
+    Relay(super::bench_pipeline::RelayArgs),
+    /// Commit -> applied latency: polling relay vs the WAL doorbell.
+    Latency(super::bench_pipeline::LatencyArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let (report, common): (Report, &Common) = match &args.which {
         Which::Inbox(inbox) => return super::sweep::bench(inbox),
+        Which::Write(args) => return super::bench_pipeline::bench_write(args.clone()),
+        Which::Relay(args) => return super::bench_pipeline::bench_relay(args.clone()),
+        Which::Latency(args) => return super::bench_pipeline::bench_latency(args.clone()),
         Which::Poll {
             common,
             max_rows,

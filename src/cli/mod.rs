@@ -7,6 +7,7 @@
 //! a failed verification), 2 an operating error (printed on stderr).
 
 mod bench;
+mod bench_pipeline;
 mod cleanup;
 mod lab;
 mod place;
@@ -23,6 +24,7 @@ use crate::consumer::{self, ConsumerConfig};
 use crate::datadir::DataDir;
 use crate::lab::checker;
 use crate::relay::{Relay, RelayConfig};
+use crate::wake::{self, WakeMode};
 use crate::{Result, broker, crashpoint, trace};
 
 #[derive(Parser, Debug)]
@@ -69,12 +71,19 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "relay")]
         id: String,
+        /// Sleep after an empty pass; with `--wake wal`, the longest wait for the doorbell.
         #[arg(long, default_value_t = 500)]
         poll_ms: u64,
+        /// `wal`: run the next pass as soon as a commit writes orders.db-wal (Linux inotify).
+        #[arg(long, value_enum, default_value_t = RelayWake::Poll)]
+        wake: RelayWake,
         #[arg(long, default_value_t = 100)]
         batch: usize,
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
+        /// fdatasync the partitions of a pass in parallel threads (still all before marking).
+        #[arg(long)]
+        sync_in_parallel: bool,
         /// Exit when no unpublished row remains.
         #[arg(long)]
         until_empty: bool,
@@ -87,8 +96,12 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "points")]
         group: String,
+        /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
         poll_ms: u64,
+        /// `log`: read as soon as a relay appends to the partition's file (Linux inotify).
+        #[arg(long, value_enum, default_value_t = LogWake::Poll)]
+        wake: LogWake,
         /// Exit once every partition has been read to its end.
         #[arg(long)]
         until_idle: bool,
@@ -118,6 +131,35 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+}
+
+/// When an idle relay runs its next pass (see `crate::wake`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RelayWake {
+    /// Sleep --poll-ms.
+    Poll,
+    /// Doorbell on orders.db-wal, --poll-ms as the fallback.
+    Wal,
+}
+
+/// When an idle consumer worker reads again.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LogWake {
+    /// Sleep --poll-ms.
+    Poll,
+    /// Doorbell on the partition's log file, --poll-ms as the fallback.
+    Log,
+}
+
+/// `--poll-ms` bounds every wait, so it has a bound of its own.
+fn check_poll_ms(poll_ms: u64) -> Result<u64> {
+    if poll_ms > wake::MAX_WAIT_MS {
+        return Err(crate::Error::Input(format!(
+            "--poll-ms is at most {} (one hour), got {poll_ms}",
+            wake::MAX_WAIT_MS
+        )));
+    }
+    Ok(poll_ms)
 }
 
 /// Parse the process's arguments and run the command; the whole of `main`.
@@ -176,8 +218,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             id,
             poll_ms,
+            wake,
             batch,
             lease_ms,
+            sync_in_parallel,
             until_empty,
             cleanup: cleanup_args,
         } => {
@@ -185,9 +229,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let stop = stop_flag()?;
             let config = RelayConfig {
                 name: id,
-                poll_ms,
+                poll_ms: check_poll_ms(poll_ms)?,
+                wake: match wake {
+                    RelayWake::Poll => WakeMode::Poll,
+                    RelayWake::Wal => WakeMode::Doorbell,
+                },
                 batch,
                 lease_ms,
+                sync_in_parallel,
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;
@@ -201,6 +250,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             group,
             poll_ms,
+            wake,
             until_idle,
             inbox,
         } => {
@@ -208,7 +258,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let stop = stop_flag()?;
             let mut config = ConsumerConfig {
                 group,
-                poll_ms,
+                poll_ms: check_poll_ms(poll_ms)?,
+                wake: match wake {
+                    LogWake::Poll => WakeMode::Poll,
+                    LogWake::Log => WakeMode::Doorbell,
+                },
                 until_idle,
                 ..ConsumerConfig::default()
             };

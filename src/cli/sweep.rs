@@ -121,7 +121,7 @@ pub fn run(args: SweepArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bench-inbox` (moves under `bench inbox` with the bench framework).
+/// `bench inbox`: the inbox's size and sweep cost.
 #[derive(Args, Debug, Clone)]
 pub struct BenchInboxArgs {
     /// Scratch directory for the benchmark's databases (default: under the temp dir).

@@ -17,6 +17,9 @@
 //!
 //! The inbox can be swept ([`retention`]: a window, and a contract on its length) and backed by
 //! a per-aggregate seq guard ([`guard`]) that still catches a copy after its inbox row is gone.
+//!
+//! An idle worker sleeps `poll_ms`, or with `--wake log` waits for the doorbell on its own
+//! partition file (a relay's append is one `write()` to it), with `poll_ms` as the fallback.
 
 pub mod apply;
 pub mod guard;
@@ -31,6 +34,7 @@ use crate::clock::Clock;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Result};
+use crate::wake::WakeMode;
 
 pub use apply::{ApplyOptions, Outcome, Position, apply, apply_with};
 pub use retention::{RedeliveryHorizon, Retention, SweepReport};
@@ -39,8 +43,10 @@ pub use retention::{RedeliveryHorizon, Retention, SweepReport};
 pub struct ConsumerConfig {
     /// The consumer group: names its offset files.
     pub group: String,
-    /// Sleep when a partition has nothing new.
+    /// Sleep when a partition has nothing new (with the doorbell: the longest wait).
     pub poll_ms: u64,
+    /// Poll, or wake when a relay appends to the partition's file (see [`crate::wake`]).
+    pub wake: WakeMode,
     /// Records read (and then offset-committed) per batch.
     pub batch: usize,
     /// Exit once every partition has been read to its end.
@@ -60,6 +66,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             group: "points".into(),
             poll_ms: 20,
+            wake: WakeMode::Poll,
             batch: 500,
             until_idle: false,
             seq_guard: false,

@@ -13,8 +13,8 @@ use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::relay::sleep_unless_stopped;
 use crate::trace;
+use crate::wake::Waiter;
 
 pub fn run(
     dir: &DataDir,
@@ -28,15 +28,19 @@ pub fn run(
     let broker_dir = dir.broker_dir();
     let path = broker::log_path(&broker_dir, partition);
     let mut reader = LogReader::open(&path)?;
+    let file_name = path.file_name().and_then(|n| n.to_str());
+    let file_name = file_name.expect("a partition's log file has a UTF-8 name");
+    let mut waiter = Waiter::open(config.wake, &broker_dir, file_name)?;
     let mut offset_bytes = broker::read_offset(&broker_dir, &config.group, partition)?;
     let mut totals = ConsumerTotals::default();
     while !stop.load(Ordering::Relaxed) {
+        waiter.clear()?; // before reading: an append after this rings again
         let records = reader.read_from(offset_bytes, config.batch)?;
         let Some(last) = records.last() else {
             if config.until_idle {
                 break;
             }
-            sleep_unless_stopped(stop, config.poll_ms);
+            waiter.idle(stop, config.poll_ms)?;
             continue;
         };
         let next_offset_bytes = last.next_offset_bytes;

@@ -3,6 +3,7 @@
 //! imports it (its only tie is `crate::crashpoint`, the named places the lab may arm).
 
 pub mod bench;
+pub mod bench_pipeline;
 pub mod checker;
 pub mod claims;
 pub mod compare;

@@ -1,5 +1,7 @@
 //! One relay pass: claim, append, sync, mark. See the module above for the crash windows.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use crate::broker::partition_of;
@@ -17,6 +19,11 @@ pub struct PassReport {
     pub marked: usize,
     pub fenced: usize,
     pub partitions_touched: usize,
+    /// Time in each step of this pass (µs): what a benchmark needs to find the bottleneck.
+    pub claim_us: u64,
+    pub append_us: u64,
+    pub sync_us: u64,
+    pub mark_us: u64,
 }
 
 impl Relay {
@@ -29,6 +36,7 @@ impl Relay {
             std::process::id(),
             self.pass_no
         );
+        let started = Instant::now();
         let claim = outbox::claim_batch(
             &mut self.conn,
             &token,
@@ -41,6 +49,7 @@ impl Relay {
         }
         self.trace_claimed(&claim.rows);
         crashpoint::point("relay.after_claim");
+        let claimed_at = Instant::now();
 
         let by_partition = self.group_by_partition(&claim.rows);
         for (partition, records) in by_partition.iter().enumerate() {
@@ -57,19 +66,26 @@ impl Relay {
             );
         }
         crashpoint::point("relay.after_append");
+        let appended_at = Instant::now();
 
         let touched: Vec<u32> = (0..self.partitions)
             .filter(|p| !by_partition[*p as usize].is_empty())
             .collect();
-        for partition in &touched {
-            // Durable before marked: the one ordering the relay must never break.
-            self.broker.sync(*partition)?;
+        // Durable before marked: the one ordering the relay must never break. Either way, every
+        // touched partition is synced before we go on.
+        if self.config.sync_in_parallel {
+            self.broker.sync_parallel(&touched)?;
+        } else {
+            for partition in &touched {
+                self.broker.sync(*partition)?;
+            }
         }
         trace::emit(
             "synced",
             json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
         );
         crashpoint::point("relay.after_sync");
+        let synced_at = Instant::now();
 
         let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
         let fenced = claim.rows.len() - marked;
@@ -83,6 +99,10 @@ impl Relay {
             marked,
             fenced,
             partitions_touched: touched.len(),
+            claim_us: micros(claimed_at - started),
+            append_us: micros(appended_at - claimed_at),
+            sync_us: micros(synced_at - appended_at),
+            mark_us: micros(synced_at.elapsed()),
         })
     }
 
@@ -122,4 +142,8 @@ impl Relay {
             }),
         );
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros() as u64
 }

@@ -1,0 +1,375 @@
+//! `bench relay`: events/s through the real relay, over a pre-built backlog, and where a pass
+//! spends its time.
+//!
+//! ```text
+//!   template: init + ONE transaction inserting `backlog` orders and their outbox rows
+//!   per run:  copy the template ─▶ K relay threads (Relay::run, until empty or run_ms) ─▶ count
+//!             events/s = rows marked / wall time;   per pass: claim │ append │ sync │ mark µs
+//!   fdatasync alone: write a batch's bytes to 1 or 4 partitions, then sync in turn / in parallel
+//! ```
+//!
+//! Relays are threads here, not processes: each has its own SQLite connection and its own open
+//! files, so the database's write lock and the log's `flock` serialise them exactly as they
+//! serialise processes (flock belongs to the open file, not the process). The log is synced
+//! before marking, as in production: the point of the table is what that costs.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Spread, TempDir, print_table, rotated};
+use crate::broker::Broker;
+use crate::datadir::DataDir;
+use crate::db::{self, Synchronous};
+use crate::error::{Context, Result};
+use crate::event::ORDER_PLACED;
+use crate::order::generate;
+use crate::order::service::{insert_order, order_placed_payload};
+use crate::relay::{Relay, RelayConfig, RelayTotals};
+
+pub const MAX_BACKLOG: u64 = 10_000_000;
+pub const MAX_RUN_MS: u64 = 600_000;
+pub const MAX_ROUNDS: usize = 50;
+/// fdatasync samples per variant per round.
+const SYNC_SAMPLES: usize = 100;
+/// Bytes of one record in the fdatasync test: about what an OrderPlaced record takes.
+const RECORD_BYTES: usize = 330;
+
+#[derive(Debug, Clone)]
+pub struct RelayBench {
+    pub backlog: u64,
+    pub run_ms: u64,
+    pub rounds: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    batch: usize,
+    relays: usize,
+    sync_in_parallel: bool,
+}
+
+const CONFIGS: [Config; 9] = [
+    Config {
+        batch: 1,
+        relays: 1,
+        sync_in_parallel: false,
+    },
+    Config {
+        batch: 10,
+        relays: 1,
+        sync_in_parallel: false,
+    },
+    Config {
+        batch: 100,
+        relays: 1,
+        sync_in_parallel: false,
+    },
+    Config {
+        batch: 1000,
+        relays: 1,
+        sync_in_parallel: false,
+    },
+    Config {
+        batch: 100,
+        relays: 2,
+        sync_in_parallel: false,
+    },
+    Config {
+        batch: 100,
+        relays: 4,
+        sync_in_parallel: false,
+    },
+    Config {
+        batch: 100,
+        relays: 1,
+        sync_in_parallel: true,
+    },
+    Config {
+        batch: 100,
+        relays: 4,
+        sync_in_parallel: true,
+    },
+    Config {
+        batch: 1000,
+        relays: 1,
+        sync_in_parallel: true,
+    },
+];
+
+/// One run's outcome.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    events_per_s: f64,
+    totals: RelayTotals,
+}
+
+pub fn run(bench: &RelayBench) -> Result<Value> {
+    assert!(
+        (1..=MAX_BACKLOG).contains(&bench.backlog),
+        "backlog outside 1..={MAX_BACKLOG}"
+    );
+    assert!(
+        (1..=MAX_RUN_MS).contains(&bench.run_ms),
+        "run_ms outside 1..={MAX_RUN_MS}"
+    );
+    assert!(
+        (1..=MAX_ROUNDS).contains(&bench.rounds),
+        "rounds outside 1..={MAX_ROUNDS}"
+    );
+    let mut out = super::header(
+        "bench relay",
+        json!({ "backlog_events": bench.backlog, "run_ms": bench.run_ms, "rounds": bench.rounds,
+                "partitions": crate::broker::DEFAULT_PARTITIONS, "sync": "fdatasync before mark" }),
+    );
+    let template = TempDir::new("relay-template")?;
+    build_backlog(template.path(), bench.backlog, bench.seed)?;
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); CONFIGS.len()];
+    for round in 0..bench.rounds {
+        let indices: Vec<usize> = (0..CONFIGS.len()).collect();
+        for i in rotated(&indices, round) {
+            runs[i].push(run_once(template.path(), CONFIGS[i], bench.run_ms)?);
+        }
+    }
+    out["results"] = throughput_table(&runs);
+    out["fdatasync"] = fdatasync_table(bench.rounds)?;
+    Ok(out)
+}
+
+/// `init`, then every order with its outbox row in ONE transaction: a backlog in seconds
+/// rather than minutes (one commit per order would take ~3k commits/s).
+fn build_backlog(dir: &Path, backlog: u64, seed: u64) -> Result<()> {
+    let data = DataDir::init(dir, crate::broker::DEFAULT_PARTITIONS)?;
+    // NORMAL: a template for benchmarks; one commit at the end, then a checkpoint.
+    let mut conn = db::open(&data.orders_db(), Synchronous::Normal)?;
+    let now_us = crate::clock::now_us();
+    db::write_tx(&mut conn, |tx| {
+        for request in generate(seed, 0, backlog) {
+            let order_id = insert_order(tx, &request, now_us)?;
+            let payload = order_placed_payload(order_id, &request);
+            let aggregate_id = order_id.to_string();
+            crate::outbox::insert_event(tx, &aggregate_id, 1, ORDER_PLACED, &payload, now_us)?;
+        }
+        Ok(())
+    })?;
+    // Fold the WAL into orders.db so that copying the file copies the whole backlog.
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .ctx("checkpointing the backlog template")
+}
+
+fn run_once(template: &Path, config: Config, run_ms: u64) -> Result<Run> {
+    let tmp = TempDir::new("relay-run")?;
+    let root = tmp.path().join("data");
+    copy_tree(template, &root)?;
+    let data = DataDir::open(&root)?;
+    let relays = (0..config.relays)
+        .map(|i| Relay::open(&data, relay_config(config, i)))
+        .collect::<Result<Vec<_>>>()?;
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let results: Vec<Result<RelayTotals>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = relays
+            .into_iter()
+            .map(|mut relay| {
+                let stop = &stop;
+                scope.spawn(move || relay.run(stop, true))
+            })
+            .collect();
+        // The time limit: stop the relays after run_ms even if the backlog is not drained.
+        let deadline = started + Duration::from_millis(run_ms);
+        while Instant::now() < deadline && !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("relay thread panicked"))
+            .collect()
+    });
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let mut totals = RelayTotals::default();
+    for result in results {
+        add(&mut totals, &result?);
+    }
+    Ok(Run {
+        events_per_s: totals.marked as f64 / elapsed_s,
+        totals,
+    })
+}
+
+fn relay_config(config: Config, i: usize) -> RelayConfig {
+    RelayConfig {
+        name: format!("bench-{i}"),
+        // 1 ms: a relay that finds everything leased by the others looks again soon.
+        poll_ms: 1,
+        batch: config.batch,
+        // Far longer than any pass here: a healthy relay must never be fenced in a benchmark.
+        lease_ms: 60_000,
+        sync_in_parallel: config.sync_in_parallel,
+        ..RelayConfig::default()
+    }
+}
+
+fn add(sum: &mut RelayTotals, t: &RelayTotals) {
+    sum.passes += t.passes;
+    sum.passes_with_rows += t.passes_with_rows;
+    sum.claimed += t.claimed;
+    sum.marked += t.marked;
+    sum.fenced += t.fenced;
+    sum.claim_us += t.claim_us;
+    sum.append_us += t.append_us;
+    sum.sync_us += t.sync_us;
+    sum.mark_us += t.mark_us;
+    sum.syncs += t.syncs;
+}
+
+fn throughput_table(runs: &[Vec<Run>]) -> Value {
+    let mut rows = Vec::new();
+    let mut json_rows = Vec::new();
+    for (config, runs) in CONFIGS.iter().zip(runs) {
+        let events = Spread::of(&runs.iter().map(|r| r.events_per_s).collect::<Vec<_>>());
+        let per_pass = |f: fn(&RelayTotals) -> u64| -> f64 {
+            let (us, passes) = runs.iter().fold((0, 0), |(us, n), r| {
+                (us + f(&r.totals), n + r.totals.passes_with_rows)
+            });
+            us as f64 / passes.max(1) as f64
+        };
+        let phases = [
+            per_pass(|t| t.claim_us),
+            per_pass(|t| t.append_us),
+            per_pass(|t| t.sync_us),
+            per_pass(|t| t.mark_us),
+        ];
+        let syncs_per_pass = per_pass(|t| t.syncs);
+        let fenced: u64 = runs.iter().map(|r| r.totals.fenced).sum();
+        let sync = if config.sync_in_parallel {
+            "parallel"
+        } else {
+            "in turn"
+        };
+        rows.push(vec![
+            config.batch.to_string(),
+            config.relays.to_string(),
+            sync.to_string(),
+            events.show(0),
+            format!(
+                "{:.0}/{:.0}/{:.0}/{:.0}",
+                phases[0], phases[1], phases[2], phases[3]
+            ),
+            format!("{syncs_per_pass:.2}"),
+            fenced.to_string(),
+        ]);
+        json_rows.push(
+            json!({ "batch": config.batch, "relays": config.relays, "sync": sync,
+            "events_per_s": events, "per_pass_us": { "claim": phases[0], "append": phases[1],
+            "sync": phases[2], "mark": phases[3] }, "syncs_per_pass": syncs_per_pass,
+            "fenced": fenced,
+            "events_per_s_by_round": runs.iter().map(|r| r.events_per_s).collect::<Vec<_>>() }),
+        );
+    }
+    print_table(
+        &[
+            "batch",
+            "relays",
+            "sync",
+            "events/s",
+            "µs/pass claim/append/sync/mark",
+            "syncs/pass",
+            "fenced",
+        ],
+        &rows,
+    );
+    Value::Array(json_rows)
+}
+
+/// Copy a data directory (files, and the files of its subdirectories: `broker/`).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).ctx(format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).ctx(format!("listing {}", from.display()))? {
+        let entry = entry.ctx(format!("listing {}", from.display()))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst)?; // depth is bounded by the data directory's layout (2)
+        } else {
+            std::fs::copy(&src, &dst).ctx(format!("copying {}", src.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The sync step alone, as a pass of batch 100 does it: write 100 records' bytes spread over
+/// 1 or 4 partitions, then fdatasync the partitions touched, in turn or in parallel.
+fn fdatasync_table(rounds: usize) -> Result<Value> {
+    const VARIANTS: [(u32, bool); 3] = [(1, false), (4, false), (4, true)];
+    let mut sync_us: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    for round in 0..rounds {
+        for i in rotated(&[0, 1, 2], round) {
+            let (partitions, parallel) = VARIANTS[i];
+            sync_us[i].push(median_sync_us(partitions, parallel)?);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut json_rows = Vec::new();
+    for ((partitions, parallel), samples) in VARIANTS.iter().zip(&sync_us) {
+        let us = Spread::of(samples);
+        let how = if *parallel { "in parallel" } else { "in turn" };
+        let ceiling = 100.0 * 1e6 / us.median;
+        rows.push(vec![
+            partitions.to_string(),
+            how.to_string(),
+            us.show(0),
+            format!("{ceiling:.0}"),
+        ]);
+        json_rows.push(
+            json!({ "partitions": partitions, "sync": how, "sync_us_per_pass": us,
+                               "batch100_events_per_s_ceiling": ceiling }),
+        );
+    }
+    println!(
+        "fdatasync alone ({SYNC_SAMPLES} passes of 100 × {RECORD_BYTES}-byte records per round):"
+    );
+    print_table(
+        &[
+            "partitions",
+            "sync",
+            "µs per pass (median)",
+            "events/s ceiling at batch 100",
+        ],
+        &rows,
+    );
+    Ok(Value::Array(json_rows))
+}
+
+/// The median over SYNC_SAMPLES passes of the time to sync what one pass wrote.
+fn median_sync_us(partitions: u32, parallel: bool) -> Result<f64> {
+    let tmp = TempDir::new("fdatasync")?;
+    let mut broker = open_broker(&tmp.path().join("broker"), partitions)?;
+    let record = vec![b'x'; RECORD_BYTES];
+    let per_partition = 100 / partitions as usize;
+    let records: Vec<&[u8]> = vec![record.as_slice(); per_partition];
+    let all: Vec<u32> = (0..partitions).collect();
+    let mut samples = Vec::with_capacity(SYNC_SAMPLES);
+    for _ in 0..SYNC_SAMPLES {
+        for p in &all {
+            broker.write(*p, &records)?;
+        }
+        let started = Instant::now();
+        if parallel {
+            broker.sync_parallel(&all)?;
+        } else {
+            all.iter().try_for_each(|p| broker.sync(*p))?;
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(super::percentile(&samples, 50.0))
+}
+
+/// For the fdatasync test: a broker in `dir` with `partitions` partitions.
+pub(super) fn open_broker(dir: &Path, partitions: u32) -> Result<Broker> {
+    Broker::create(dir, partitions)?;
+    Broker::open(dir, partitions)
+}
