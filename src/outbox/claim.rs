@@ -123,19 +123,27 @@ pub fn mark_published(conn: &mut Connection, claim: &Claim, clock: Clock) -> Res
         if segments::is_partitioned(tx)? {
             return segments::mark_rows(tx, claim, now_us);
         }
-        let mut stmt = tx
+        // One statement for the batch: the token is unique to this claim, so the id range
+        // (a primary-key range scan) plus the token picks exactly our rows, and only those
+        // whose lease is still ours at this moment.
+        let (first_id, last_id) = match (claim.rows.first(), claim.rows.last()) {
+            (Some(first), Some(last)) => (first.id, last.id),
+            _ => return Ok(0),
+        };
+        let marked = tx
             .prepare_cached(
                 "UPDATE outbox SET published_at_us = ?1
-                  WHERE id = ?2 AND lease_owner = ?3 AND lease_until_us > ?1
+                  WHERE id BETWEEN ?2 AND ?3 AND lease_owner = ?4 AND lease_until_us > ?1
                     AND published_at_us IS NULL",
             )
-            .ctx("preparing mark")?;
-        let mut marked = 0;
-        for row in &claim.rows {
-            marked += stmt
-                .execute(params![now_us, row.id, claim.token])
-                .ctx("marking published")?;
-        }
+            .ctx("preparing mark")?
+            .execute(params![now_us, first_id, last_id, claim.token])
+            .ctx("marking published")?;
+        assert!(
+            marked <= claim.rows.len(),
+            "marked {marked} rows for a claim of {}: a fencing token was reused",
+            claim.rows.len()
+        );
         Ok(marked)
     })
 }

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload         TEXT NOT NULL,
     created_at_us   INTEGER NOT NULL,
     published_at_us INTEGER,          -- NULL until durably appended AND marked
-    lease_owner     TEXT,             -- fencing token of the claim holding it: relay/pid/pass
+    lease_owner     TEXT,             -- fencing token of the claim holding it: relay/pid.nonce/pass
     lease_until_us  INTEGER,          -- the claim is void after this
     attempts        INTEGER NOT NULL DEFAULT 0,
     UNIQUE (aggregate_id, aggregate_seq)

@@ -106,6 +106,9 @@ pub struct Relay {
     partitions: u32,
     config: RelayConfig,
     pass_no: u64,
+    /// Random per relay process: with the pid and pass number it makes every claim's fencing
+    /// token unique, even for a restarted relay that got a recycled pid.
+    incarnation: u32,
     /// Set by `with_cleanup`: the relay also removes old published rows.
     cleanup: Option<CleanupSchedule>,
     waiter: Waiter,
@@ -126,6 +129,7 @@ impl Relay {
             partitions: dir.partitions,
             config,
             pass_no: 0,
+            incarnation: fastrand::u32(..),
             cleanup: None,
             waiter,
         })
