@@ -169,3 +169,18 @@ fn init_is_idempotent_and_refuses_a_new_partition_count() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to change it to 8"));
 }
+
+#[test]
+fn relay_refuses_a_zero_or_huge_batch_and_a_zero_lease() {
+    let dir = init("relay-flags");
+    for (flag, value, says) in [
+        ("--batch", "0", "--batch must be between 1 and"),
+        ("--batch", "10001", "--batch must be between 1 and"),
+        ("--lease-ms", "0", "--lease-ms must be between 1 and"),
+    ] {
+        let out = run(&["relay", "--dir", &dir, "--until-empty", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+}

@@ -151,6 +151,28 @@ pub enum LogWake {
     Log,
 }
 
+/// `--batch`: at least one row, at most [`crate::outbox::claim::MAX_BATCH`].
+fn check_batch(batch: usize) -> Result<usize> {
+    let max = crate::outbox::claim::MAX_BATCH;
+    if !(1..=max).contains(&batch) {
+        return Err(crate::Error::Input(format!(
+            "--batch must be between 1 and {max}, got {batch}"
+        )));
+    }
+    Ok(batch)
+}
+
+/// `--lease-ms`: positive, and at most a day (a longer lease only delays recovery).
+fn check_lease_ms(lease_ms: u64) -> Result<u64> {
+    const MAX_LEASE_MS: u64 = 86_400_000;
+    if !(1..=MAX_LEASE_MS).contains(&lease_ms) {
+        return Err(crate::Error::Input(format!(
+            "--lease-ms must be between 1 and {MAX_LEASE_MS}, got {lease_ms}"
+        )));
+    }
+    Ok(lease_ms)
+}
+
 /// `--poll-ms` bounds every wait, so it has a bound of its own.
 fn check_poll_ms(poll_ms: u64) -> Result<u64> {
     if poll_ms > wake::MAX_WAIT_MS {
@@ -234,8 +256,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     RelayWake::Poll => WakeMode::Poll,
                     RelayWake::Wal => WakeMode::Doorbell,
                 },
-                batch,
-                lease_ms,
+                batch: check_batch(batch)?,
+                lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel,
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
