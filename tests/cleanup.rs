@@ -68,6 +68,7 @@ fn cleanup_all(dir: &str, now_us: i64) -> cleanup::CleanupReport {
         retention_ms: 0,
         batch_rows: 3,
         pause_ms: 0,
+        max_lock_share_pct: 100.0, // no budget: the tests time nothing
         max_batches: 1_000,
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -116,6 +117,7 @@ fn cleanup_keeps_rows_younger_than_the_retention_window() {
             retention_ms: 60_000,
             batch_rows: 3,
             pause_ms: 0,
+            max_lock_share_pct: 100.0, // no budget: the tests time nothing
             max_batches: 100,
         };
         let stop = std::sync::atomic::AtomicBool::new(false);

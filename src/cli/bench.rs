@@ -66,6 +66,12 @@ pub enum Which {
         batch_rows: usize,
         #[arg(long, default_value_t = CleanupConfig::default().pause_ms)]
         pause_ms: u64,
+        /// Alternations of the no-cleanup and cleanup phases (orders are split over them).
+        #[arg(long, default_value_t = 3)]
+        rounds: u64,
+        /// The cleaner's budget: at most this % of wall time holding the write lock.
+        #[arg(long, default_value_t = CleanupConfig::default().max_lock_share_pct)]
+        max_lock_share: f64,
     },
     /// The consumer's inbox: rows, bytes and sweep cost per event rate and retention window.
     Inbox(super::sweep::BenchInboxArgs),
@@ -112,6 +118,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             segment_rows,
             batch_rows,
             pause_ms,
+            max_lock_share,
+            rounds,
         } => {
             let params = bench::cleanup::CleanupParams {
                 dir: common.dir.clone(),
@@ -123,8 +131,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     retention_ms: 86_400_000,
                     batch_rows: *batch_rows,
                     pause_ms: *pause_ms,
+                    max_lock_share_pct: *max_lock_share,
                     max_batches: 1_000_000,
                 },
+                rounds: *rounds,
                 keep: common.keep,
             };
             (bench::cleanup::run(&params)?, common)

@@ -72,6 +72,9 @@ pub struct CleanupFlags {
     /// Gap between cleanup transactions, so waiting writers get the lock.
     #[arg(long, default_value_t = CleanupConfig::default().pause_ms)]
     pub pause_ms: u64,
+    /// At most this % of wall time holding the write lock (the rest goes to the writers).
+    #[arg(long, default_value_t = CleanupConfig::default().max_lock_share_pct)]
+    pub max_lock_share: f64,
 }
 
 impl CleanupFlags {
@@ -83,10 +86,17 @@ impl CleanupFlags {
                 self.batch_rows
             )));
         }
+        if !(self.max_lock_share > 0.0 && self.max_lock_share <= 100.0) {
+            return Err(crate::Error::Input(format!(
+                "--max-lock-share is a percentage in (0, 100], got {}",
+                self.max_lock_share
+            )));
+        }
         Ok(CleanupConfig {
             retention_ms: self.retention_ms,
             batch_rows: self.batch_rows,
             pause_ms: self.pause_ms,
+            max_lock_share_pct: self.max_lock_share,
             max_batches,
         })
     }
