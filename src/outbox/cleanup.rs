@@ -68,7 +68,7 @@ impl Default for CleanupConfig {
     fn default() -> Self {
         CleanupConfig {
             retention_ms: 86_400_000,
-            batch_rows: 500,
+            batch_rows: 50,
             pause_ms: 10,
             max_lock_share_pct: 0.2,
             max_batches: 10_000,
@@ -91,12 +91,79 @@ pub struct CleanupReport {
     pub finished: bool,
 }
 
+/// Paces cleanup transactions across runs: the lock budget is over time, so a run that ends
+/// while a rest is owed hands it to the next run through this.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    /// No cleanup transaction may start before this.
+    not_before: Instant,
+    /// Sleep out an owed rest (a cleanup process), or end the run there (the relay, which has
+    /// relaying to do and comes back on its next tick).
+    sleeps: bool,
+}
+
+impl Pacer {
+    pub fn sleeping() -> Pacer {
+        Pacer {
+            not_before: Instant::now(),
+            sleeps: true,
+        }
+    }
+
+    pub fn non_blocking() -> Pacer {
+        Pacer {
+            not_before: Instant::now(),
+            sleeps: false,
+        }
+    }
+
+    /// Before a transaction: may it start? (Sleeps first if this pacer sleeps.)
+    fn ready(&self, stop: &AtomicBool) -> bool {
+        let now = Instant::now();
+        if now >= self.not_before {
+            return true;
+        }
+        if !self.sleeps {
+            return false;
+        }
+        let owed_ms = (self.not_before - now).as_millis() as u64 + 1;
+        crate::relay::sleep_unless_stopped(stop, owed_ms);
+        !stop.load(Ordering::Relaxed)
+    }
+
+    /// After a transaction that held the lock `held_us`: the rest that keeps cleanup's share
+    /// of the lock under `max_lock_share_pct` — never less than `pause_ms`, never more than
+    /// [`MAX_REST_MS`].
+    fn owe(&mut self, config: &CleanupConfig, held_us: u64) {
+        let share = config.max_lock_share_pct;
+        assert!(
+            share > 0.0 && share <= 100.0,
+            "max_lock_share_pct {share} outside (0, 100]"
+        );
+        let budget_ms = (held_us as f64 * (100.0 / share - 1.0) / 1000.0).ceil() as u64;
+        let rest_ms = budget_ms.max(config.pause_ms).min(MAX_REST_MS);
+        self.not_before = Instant::now() + std::time::Duration::from_millis(rest_ms);
+    }
+}
+
 /// One cleanup run with the strategy of the database's layout. `now_us` fixes the cutoff.
+/// A fresh sleeping [`Pacer`]: for a one-off run (`outbox-lab cleanup`, tests).
 pub fn run(
     conn: &mut Connection,
     config: &CleanupConfig,
     now_us: i64,
     stop: &AtomicBool,
+) -> Result<CleanupReport> {
+    run_paced(conn, config, now_us, stop, &mut Pacer::sleeping())
+}
+
+/// One cleanup run, paced by `pacer` (which remembers an owed rest for the next run).
+pub fn run_paced(
+    conn: &mut Connection,
+    config: &CleanupConfig,
+    now_us: i64,
+    stop: &AtomicBool,
+    pacer: &mut Pacer,
 ) -> Result<CleanupReport> {
     assert!(
         (1..=MAX_BATCH_ROWS).contains(&config.batch_rows),
@@ -105,9 +172,9 @@ pub fn run(
     );
     let cutoff_us = now_us - (config.retention_ms as i64) * 1000;
     if segments::is_partitioned(conn)? {
-        drop_segments(conn, config, cutoff_us, stop)
+        drop_segments(conn, config, cutoff_us, stop, pacer)
     } else {
-        delete_batches(conn, config, cutoff_us, stop)
+        delete_batches(conn, config, cutoff_us, stop, pacer)
     }
 }
 
@@ -116,14 +183,16 @@ fn delete_batches(
     config: &CleanupConfig,
     cutoff_us: i64,
     stop: &AtomicBool,
+    pacer: &mut Pacer,
 ) -> Result<CleanupReport> {
     let mut report = CleanupReport {
         strategy: "batched-delete",
         ..CleanupReport::default()
     };
     let mut cursor_id = 0;
-    while report.batches < config.max_batches && !stop.load(Ordering::Relaxed) {
+    while report.batches < config.max_batches && pacer.ready(stop) {
         let (window, held_us) = delete_window(conn, cursor_id, cutoff_us, config.batch_rows)?;
+        pacer.owe(config, held_us);
         report.longest_tx_us = report.longest_tx_us.max(held_us);
         report.batches += 1;
         report.rows_deleted += window.deleted;
@@ -133,7 +202,6 @@ fn delete_batches(
         }
         assert!(window.end_id > cursor_id, "the delete cursor must advance");
         cursor_id = window.end_id;
-        rest(config, held_us, stop);
     }
     Ok(report)
 }
@@ -203,6 +271,7 @@ fn drop_segments(
     config: &CleanupConfig,
     cutoff_us: i64,
     stop: &AtomicBool,
+    pacer: &mut Pacer,
 ) -> Result<CleanupReport> {
     let mut report = CleanupReport {
         strategy: "drop-segments",
@@ -212,21 +281,21 @@ fn drop_segments(
     let live = segments::live_segments(conn)?;
     // Never the newest: writers may still append to it.
     for seg in &live[..live.len().saturating_sub(1)] {
-        if report.batches >= config.max_batches || stop.load(Ordering::Relaxed) {
-            report.finished = false;
-            break;
-        }
         let Some(rows) = expired_rows(conn, *seg, cutoff_us)? else {
             continue;
         };
+        if report.batches >= config.max_batches || !pacer.ready(stop) {
+            report.finished = false;
+            break;
+        }
         let (dropped, held_us) = drop_if_still_published(conn, *seg)?;
+        pacer.owe(config, held_us);
         report.longest_tx_us = report.longest_tx_us.max(held_us);
         report.batches += 1;
         if dropped {
             report.segments_dropped += 1;
             report.rows_deleted += rows;
         }
-        rest(config, held_us, stop);
     }
     Ok(report)
 }
@@ -267,20 +336,6 @@ fn drop_if_still_published(conn: &mut Connection, seg: i64) -> Result<(bool, u64
         segments::drop_segment(tx, seg)?;
         Ok(true)
     })
-}
-
-/// Sleep after a transaction that held the lock `held_us`: long enough that cleanup's share of
-/// the lock stays under `max_lock_share_pct`, never less than `pause_ms`, never more than
-/// [`MAX_REST_MS`]; in short slices, so a stop request is answered promptly.
-fn rest(config: &CleanupConfig, held_us: u64, stop: &AtomicBool) {
-    let share = config.max_lock_share_pct;
-    assert!(
-        share > 0.0 && share <= 100.0,
-        "max_lock_share_pct {share} outside (0, 100]"
-    );
-    let budget_ms = (held_us as f64 * (100.0 / share - 1.0) / 1000.0).ceil() as u64;
-    let rest_ms = budget_ms.max(config.pause_ms).min(MAX_REST_MS);
-    crate::relay::sleep_unless_stopped(stop, rest_ms);
 }
 
 /// The longest rest between two cleanup transactions, whatever the budget says.

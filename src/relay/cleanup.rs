@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::clock::now_us;
 use crate::error::Result;
-use crate::outbox::cleanup::{self, CleanupConfig};
+use crate::outbox::cleanup::{self, CleanupConfig, Pacer};
 use crate::relay::Relay;
 use crate::trace;
 
@@ -20,6 +20,8 @@ pub struct CleanupSchedule {
     pub every_ms: u64,
     pub config: CleanupConfig,
     last: Option<Instant>,
+    /// Never sleeps: a tick stops where the lock budget says rest, and the next tick goes on.
+    pacer: Pacer,
 }
 
 impl Relay {
@@ -30,6 +32,7 @@ impl Relay {
             every_ms,
             config,
             last: None,
+            pacer: Pacer::non_blocking(),
         });
         self
     }
@@ -46,7 +49,13 @@ impl Relay {
             return Ok(());
         }
         schedule.last = Some(Instant::now());
-        let report = cleanup::run(&mut self.conn, &schedule.config, now_us(), stop)?;
+        let report = cleanup::run_paced(
+            &mut self.conn,
+            &schedule.config,
+            now_us(),
+            stop,
+            &mut schedule.pacer,
+        )?;
         if report.batches > 0 {
             trace::emit(
                 "cleaned",

@@ -32,7 +32,7 @@ use crate::error::{Context, Result};
 use crate::lab::bench::build::{EventIds, Filler};
 use crate::lab::bench::{Report, Steps, Table, percentile, scratch};
 use crate::order::{Mode, OrderService, generate};
-use crate::outbox::cleanup::{self, CleanupConfig, CleanupReport};
+use crate::outbox::cleanup::{self, CleanupConfig, CleanupReport, Pacer};
 use crate::outbox::segments;
 
 #[derive(Debug, Clone)]
@@ -197,6 +197,8 @@ fn run_strategy(p: &CleanupParams, partitioned: bool, steps: &mut Steps) -> Resu
     let mut none = (Vec::new(), 0.0);
     let mut cleaning = (Vec::new(), 0.0);
     let mut cleaner = Cleaner::default();
+    // One pacer for all rounds: the lock budget is over time, not per round.
+    let mut pacer = Pacer::sleeping();
     for round in 0..p.rounds.max(1) {
         let first = WARM_UP_ORDERS + 2 * round * per_round;
         let quiet = steps.time(
@@ -206,13 +208,15 @@ fn run_strategy(p: &CleanupParams, partitioned: bool, steps: &mut Steps) -> Resu
         none.0.extend(quiet.0);
         none.1 += quiet.1;
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = spawn_cleaner(&data, p.cleanup.clone(), Arc::clone(&stop));
+        let thread = spawn_cleaner(&data, p.cleanup.clone(), Arc::clone(&stop), pacer);
         let busy = steps.time(
             format!("{strategy}: round {round}: {per_round} orders, cleanup running"),
             || place(&mut service, first + per_round, per_round, p.orders_per_s),
         );
         stop.store(true, Ordering::Relaxed);
-        cleaner.add(thread.join().expect("cleaner thread panicked")?);
+        let (this_round, owed) = thread.join().expect("cleaner thread panicked")?;
+        cleaner.add(this_round);
+        pacer = owed;
         let busy = busy?;
         cleaning.0.extend(busy.0);
         cleaning.1 += busy.1;
@@ -268,7 +272,8 @@ fn spawn_cleaner(
     data: &DataDir,
     config: CleanupConfig,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Result<Cleaner>> {
+    mut pacer: Pacer,
+) -> std::thread::JoinHandle<Result<(Cleaner, Pacer)>> {
     let path = data.orders_db();
     std::thread::spawn(move || {
         // NORMAL: as `outbox-lab cleanup` runs; a lost cleanup is simply redone.
@@ -277,7 +282,7 @@ fn spawn_cleaner(
         let mut total = Cleaner::default();
         const MAX_RUNS: u32 = 1_000;
         for _ in 0..MAX_RUNS {
-            let r = cleanup::run(&mut conn, &config, now_us(), &stop)?;
+            let r = cleanup::run_paced(&mut conn, &config, now_us(), &stop, &mut pacer)?;
             total.report.strategy = r.strategy;
             total.report.batches += r.batches;
             total.report.rows_deleted += r.rows_deleted;
@@ -289,6 +294,6 @@ fn spawn_cleaner(
         }
         total.busy_s = started.elapsed().as_secs_f64();
         total.report.finished = !stop.load(Ordering::Relaxed);
-        Ok(total)
+        Ok((total, pacer))
     })
 }
