@@ -50,6 +50,7 @@
 mod offsets;
 mod reader;
 mod record;
+mod sync_pool;
 mod tail;
 mod writer;
 

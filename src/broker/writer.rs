@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use super::record::encode_record;
 use super::tail::{Locked, recover_locked};
 use super::{MAX_RECORD_BYTES, data_dir_of, log_path};
+use crate::broker::sync_pool::SyncPool;
 use crate::crashpoint;
 use crate::error::{Context, Error, Result};
 
@@ -47,6 +48,8 @@ pub struct Broker {
     files: Vec<PartitionFile>,
     /// The encoded batch, reused: no allocation per append on the hot path.
     buf: Vec<u8>,
+    /// Started on the first `sync_parallel`.
+    syncers: Option<SyncPool>,
 }
 
 #[derive(Debug)]
@@ -96,6 +99,7 @@ impl Broker {
         Ok(Broker {
             files,
             buf: Vec::with_capacity(64 * 1024),
+            syncers: None,
         })
     }
 
@@ -167,11 +171,11 @@ impl Broker {
             .ctx(format!("syncing {}", p.path.display()))
     }
 
-    /// [`sync`](Broker::sync) several partitions at once, one thread each, and return only
-    /// when every one of them is durable (the first error, if any). Why: fdatasync of
-    /// different files can share one journal commit and overlap in the device, so four syncs
-    /// in parallel take less than four in turn (see `bench relay`). Nothing is durable-and-
-    /// reported before all are: callers still mark only after this returns Ok.
+    /// [`sync`](Broker::sync) several partitions at once, on the broker's syncer threads, and
+    /// return only when every one of them is durable (the first error, if any). Why: fdatasync
+    /// of different files can share one journal commit and overlap in the device, so four
+    /// syncs in parallel take less than four in turn (see `bench relay`). Nothing is
+    /// durable-and-reported before all are: callers still mark only after this returns Ok.
     pub fn sync_parallel(&mut self, partitions: &[u32]) -> Result<()> {
         if partitions.len() <= 1 {
             return partitions.iter().try_for_each(|p| self.sync(*p));
@@ -182,27 +186,13 @@ impl Broker {
                 "Broker::sync_parallel: partition {partition} out of range"
             );
         }
+        let threads = self.files.len();
+        let pool = self.syncers.get_or_insert_with(|| SyncPool::start(threads));
         let files = &self.files;
-        std::thread::scope(|scope| {
-            let syncs: Vec<_> = partitions
-                .iter()
-                .map(|p| {
-                    let p = &files[*p as usize];
-                    // fdatasync, as in `sync`.
-                    scope.spawn(move || {
-                        p.file
-                            .sync_data()
-                            .ctx(format!("syncing {}", p.path.display()))
-                    })
-                })
-                .collect();
-            // Join every thread before answering: no sync may still be running when we return.
-            let results: Vec<Result<()>> = syncs
-                .into_iter()
-                .map(|s| s.join().expect("a sync thread panicked"))
-                .collect();
-            results.into_iter().collect()
-        })
+        pool.sync_all(partitions.iter().map(|p| {
+            let p = &files[*p as usize];
+            (&p.file, &p.path)
+        }))
     }
 
     /// [`write`](Broker::write) then [`sync`](Broker::sync): for callers that append one batch
