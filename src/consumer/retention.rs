@@ -37,8 +37,8 @@ use crate::clock::{Clock, US_PER_MS};
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous, write_tx};
 use crate::error::{Context, Error, Result};
-use crate::relay::sleep_unless_stopped;
 use crate::trace;
+use crate::wake::sleep_unless_stopped;
 
 pub const SCHEMA: &str = "
 CREATE INDEX IF NOT EXISTS inbox_by_processed_at ON inbox (processed_at_us);

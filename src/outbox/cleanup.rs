@@ -127,7 +127,7 @@ impl Pacer {
             return false;
         }
         let owed_ms = (self.not_before - now).as_millis() as u64 + 1;
-        crate::relay::sleep_unless_stopped(stop, owed_ms);
+        crate::wake::sleep_unless_stopped(stop, owed_ms);
         !stop.load(Ordering::Relaxed)
     }
 

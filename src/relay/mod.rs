@@ -35,7 +35,6 @@ use crate::db::{self, Synchronous};
 use crate::error::Result;
 use crate::wake::{Waiter, WakeMode};
 
-pub use crate::wake::sleep_unless_stopped;
 pub use cleanup::CleanupSchedule;
 pub use pass::PassReport;
 
