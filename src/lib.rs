@@ -34,6 +34,16 @@
 //!
 //! [`crashpoint`] is the pipeline's only tie to the lab: named moments where an armed process
 //! SIGKILLs itself. [`lab`] holds the checker (`verify`), the crash harness and the benchmarks.
+//! [`cli`] is the command line, a thin layer over both; it lives in the library so that the
+//! examples, which the harness re-executes as its children, speak it too.
+//!
+//! ## The promises beyond one order
+//!
+//! - the outbox does not grow forever: [`outbox::cleanup`] removes published rows within a
+//!   budget on its share of the write lock, so the order service's p99 does not notice;
+//! - the inbox does not either: [`consumer::retention`] sweeps it, refusing a window shorter
+//!   than the redelivery horizon, and [`consumer::guard`] catches the very late copy the
+//!   sweep let through.
 //!
 //! ## The promises, and where each is kept
 //!

@@ -1,6 +1,13 @@
-//! The lab: everything that *proves* the pipeline rather than being part of it — the checker,
-//! the crash harness, the side-by-side comparison. It imports the pipeline; the pipeline never
-//! imports it (its only tie is `crate::crashpoint`, the named places the lab may arm).
+//! The lab: everything that *proves* the pipeline rather than being part of it. It imports the
+//! pipeline; the pipeline never imports it (its only tie is `crate::crashpoint`, the named
+//! places the lab may arm).
+//!
+//! - [`checker`]: `verify` — lost, ghost, redelivered, applied twice, out of order;
+//! - [`harness`]: real child processes SIGKILLed on a seeded schedule, restarted, drained;
+//!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
+//! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
+//! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
+//! - [`bench`], [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
 
 pub mod bench;
 pub mod bench_pipeline;
