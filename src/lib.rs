@@ -53,7 +53,7 @@
 //! | no event without its order | the same transaction: a rollback takes both |
 //! | every event reaches the log | the relay retries until marked; leases expire ([`outbox::claim`]) |
 //! | marked ⇒ durable in the log | `sync_data()` before the mark ([`relay`]) |
-//! | each effect exactly once | inbox row + effect in one transaction ([`consumer::apply`]) |
+//! | each effect exactly once | inbox row + effect in one transaction ([`consumer::apply`](mod@consumer::apply)) |
 //! | per-order event order | one partition per order; only an order's oldest unpublished event is claimable |
 
 pub mod broker;

@@ -7,7 +7,7 @@
 //!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
-//! - [`bench`], [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
+//! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
 
 pub mod bench;
 pub mod bench_pipeline;
