@@ -221,14 +221,11 @@ fn torn_tail_at_every_byte_is_truncated_on_recovery() {
         );
 
         // 2. A writer on its own: the tail check in `write` does the same.
-        let case_dir = dir.join(format!("writer-{len_bytes}"));
-        Broker::create(&case_dir, 1).unwrap();
-        let path = log_path(&case_dir, 0);
-        fs::write(&path, &full[..len_bytes as usize]).unwrap();
-        let appended = Broker::open(&case_dir, 1)
-            .unwrap()
-            .write(0, &[&new_record])
-            .unwrap();
+        let (appended, path) = append_to_a_cut_log(
+            &dir.join(format!("writer-{len_bytes}")),
+            &full[..len_bytes as usize],
+            &new_record,
+        );
         assert_eq!(
             appended.first_offset_bytes, good_end_bytes,
             "len {len_bytes}: writer cut the torn tail"
@@ -740,13 +737,8 @@ fn torn_tail_behind_a_long_log_and_huge_records_is_cut_exactly() {
             .count();
         let good_end_bytes = written[..whole].last().map_or(0, |r| r.next_offset_bytes);
         let case_dir = dir.join(format!("case-{len_bytes}"));
-        Broker::create(&case_dir, 1).unwrap();
-        let case_path = log_path(&case_dir, 0);
-        fs::write(&case_path, &full[..len_bytes as usize]).unwrap();
-        let appended = Broker::open(&case_dir, 1)
-            .unwrap()
-            .write(0, &[&new_record])
-            .unwrap();
+        let (appended, case_path) =
+            append_to_a_cut_log(&case_dir, &full[..len_bytes as usize], &new_record);
         assert_eq!(
             appended.first_offset_bytes, good_end_bytes,
             "len {len_bytes}"
@@ -836,4 +828,17 @@ fn flipped_byte_in_the_second_to_last_record_stops_the_writer() {
         );
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// A one-partition log holding exactly `prefix` (a log cut short somewhere), then one writer's
+/// append of `record`: the writer must cut any torn tail first. Returns the append and the path.
+fn append_to_a_cut_log(case_dir: &Path, prefix: &[u8], record: &[u8]) -> (Appended, PathBuf) {
+    Broker::create(case_dir, 1).unwrap();
+    let path = log_path(case_dir, 0);
+    fs::write(&path, prefix).unwrap();
+    let appended = Broker::open(case_dir, 1)
+        .unwrap()
+        .write(0, &[record])
+        .unwrap();
+    (appended, path)
 }

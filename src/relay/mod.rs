@@ -84,6 +84,22 @@ pub struct RelayTotals {
     pub syncs: u64,
 }
 
+/// Totals of several relays (a benchmark's threads) add up field by field.
+impl std::ops::AddAssign<&RelayTotals> for RelayTotals {
+    fn add_assign(&mut self, t: &RelayTotals) {
+        self.passes += t.passes;
+        self.passes_with_rows += t.passes_with_rows;
+        self.claimed += t.claimed;
+        self.marked += t.marked;
+        self.fenced += t.fenced;
+        self.claim_us += t.claim_us;
+        self.append_us += t.append_us;
+        self.sync_us += t.sync_us;
+        self.mark_us += t.mark_us;
+        self.syncs += t.syncs;
+    }
+}
+
 impl RelayTotals {
     fn add(&mut self, report: &PassReport) {
         self.passes += 1;

@@ -192,7 +192,7 @@ fn run_once(template: &Path, config: Config, run_ms: u64) -> Result<Run> {
     let elapsed_s = started.elapsed().as_secs_f64();
     let mut totals = RelayTotals::default();
     for result in results {
-        add(&mut totals, &result?);
+        totals += &result?;
     }
     Ok(Run {
         events_per_s: totals.marked as f64 / elapsed_s,
@@ -211,19 +211,6 @@ fn relay_config(config: Config, i: usize) -> RelayConfig {
         sync_in_parallel: config.sync_in_parallel,
         ..RelayConfig::default()
     }
-}
-
-fn add(sum: &mut RelayTotals, t: &RelayTotals) {
-    sum.passes += t.passes;
-    sum.passes_with_rows += t.passes_with_rows;
-    sum.claimed += t.claimed;
-    sum.marked += t.marked;
-    sum.fenced += t.fenced;
-    sum.claim_us += t.claim_us;
-    sum.append_us += t.append_us;
-    sum.sync_us += t.sync_us;
-    sum.mark_us += t.mark_us;
-    sum.syncs += t.syncs;
 }
 
 fn throughput_table(runs: &[Vec<Run>]) -> Value {
