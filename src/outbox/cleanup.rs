@@ -13,7 +13,7 @@
 //!   BEGIN IMMEDIATE                                 read:  all published before cutoff?
 //!     DELETE … id in window AND published          BEGIN IMMEDIATE
 //!       AND published_at_us < cutoff                  still no unpublished row? DROP TABLE
-//!   COMMIT; sleep pause_ms; next window            COMMIT; sleep pause_ms; next segment
+//!   COMMIT; rest (budget); next window            COMMIT; rest (budget); next segment
 //! ```
 //!
 //! Batched deletes walk the table in id windows of `batch_rows` and stop at the first window
