@@ -222,24 +222,10 @@ pub(crate) fn ensure_segment(tx: &Transaction<'_>, seg: i64, now_us: i64) -> Res
     let t = table(seg);
     let segment_rows = segment_rows_of(tx)?;
     let (lo, hi) = (seg * segment_rows + 1, (seg + 1) * segment_rows);
-    tx.execute_batch(&format!(
-        "CREATE TABLE {t} (
-             id              INTEGER PRIMARY KEY CHECK (id BETWEEN {lo} AND {hi}),
-             event_id        TEXT UNIQUE NOT NULL,
-             aggregate_id    TEXT NOT NULL,
-             aggregate_seq   INTEGER NOT NULL,
-             event_type      TEXT NOT NULL,
-             payload         TEXT NOT NULL,
-             created_at_us   INTEGER NOT NULL,
-             published_at_us INTEGER,
-             lease_owner     TEXT,
-             lease_until_us  INTEGER,
-             attempts        INTEGER NOT NULL DEFAULT 0,
-             UNIQUE (aggregate_id, aggregate_seq)
-         );
-         CREATE INDEX {t}_unpublished ON {t} (id) WHERE published_at_us IS NULL;
-         CREATE INDEX {t}_unpublished_by_aggregate
-             ON {t} (aggregate_id, aggregate_seq) WHERE published_at_us IS NULL;"
+    let id_column = format!("id INTEGER PRIMARY KEY CHECK (id BETWEEN {lo} AND {hi})");
+    // Not IF NOT EXISTS: the catalog said it does not exist; if it does, that is an error.
+    tx.execute_batch(&crate::outbox::schema::outbox_table_sql(
+        &t, &id_column, false,
     ))
     .ctx(format!("creating segment {t}"))?;
     tx.execute(
