@@ -141,9 +141,9 @@ pub fn due(name: &'static str) -> bool {
 
 /// SIGSTOP ourselves; carry on when someone sends SIGCONT.
 fn pause(name: &'static str) {
-    crate::trace::emit("paused", serde_json::json!({ "point": name }));
+    crate::trace::emit("paused", || serde_json::json!({ "point": name }));
     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
-    crate::trace::emit("resumed", serde_json::json!({ "point": name }));
+    crate::trace::emit("resumed", || serde_json::json!({ "point": name }));
 }
 
 /// Die here (SIGKILL) if armed for this pass.
@@ -155,7 +155,7 @@ pub fn point(name: &'static str) {
 
 /// Record the crash in the trace, then SIGKILL ourselves: nothing after this runs.
 pub fn die(name: &'static str) -> ! {
-    crate::trace::emit("crash", serde_json::json!({ "point": name }));
+    crate::trace::emit("crash", || serde_json::json!({ "point": name }));
     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
     unreachable!("SIGKILL did not kill us at {name}");
 }

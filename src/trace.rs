@@ -40,9 +40,14 @@ pub fn enabled() -> bool {
     TRACE.get().is_some()
 }
 
-/// One line: `{"t_us","pid","role","ev", ...fields}`.
-pub fn emit(ev: &str, fields: Value) {
-    emit_many(ev, std::iter::once(fields));
+/// One line: `{"t_us","pid","role","ev", ...fields}`. The fields are built only when tracing
+/// is on: the relay and the consumer emit on their hot paths, and with the trace off (the
+/// benchmarks) they must not pay for JSON nobody writes.
+pub fn emit(ev: &str, fields: impl FnOnce() -> Value) {
+    if !enabled() {
+        return;
+    }
+    emit_many(ev, std::iter::once(fields()));
 }
 
 /// Many lines of one kind in a single `write()` (one per event of a batch).

@@ -107,7 +107,7 @@ pub(crate) fn recover_locked(
         ))?;
         crate::trace::emit(
             "torn_tail_cut",
-            serde_json::json!({ "file": path.display().to_string(), "offset_bytes": good_end_bytes, "cut_bytes": cut_bytes }),
+            || serde_json::json!({ "file": path.display().to_string(), "offset_bytes": good_end_bytes, "cut_bytes": cut_bytes }),
         );
     }
     Ok(Recovered {

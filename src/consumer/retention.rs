@@ -201,10 +201,9 @@ pub fn sweeper(
         let report = sweep(&mut conn, retention, clock.now_us())?;
         swept_rows += report.deleted_rows;
         if report.deleted_rows > 0 {
-            trace::emit(
-                "inbox_swept",
-                serde_json::to_value(report).expect("serialises"),
-            );
+            trace::emit("inbox_swept", || {
+                serde_json::to_value(report).expect("serialises")
+            });
         }
         if stop.load(Ordering::Relaxed) {
             return Ok(swept_rows);

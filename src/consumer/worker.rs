@@ -84,12 +84,11 @@ fn apply_record(
         Outcome::SkippedDuplicate => "skipped_duplicate",
         Outcome::DroppedStale => "dropped_by_seq_guard",
     };
-    trace::emit(
-        ev,
+    trace::emit(ev, || {
         json!({ "event_id": event.event_id, "partition": partition, "offset_bytes": record.offset_bytes,
                 "aggregate_id": event.aggregate_id, "aggregate_seq": event.aggregate_seq,
-                "relay": event.relay, "attempt": event.attempt, "too_old_for_inbox": too_old }),
-    );
+                "relay": event.relay, "attempt": event.attempt, "too_old_for_inbox": too_old })
+    });
     crashpoint::point("consumer.after_apply");
     Ok(ConsumerTotals {
         delivered: 1,

@@ -76,11 +76,10 @@ impl OrderService {
         )?;
         tx.commit()
             .ctx(format!("committing {event_type} for order {order_id}"))?;
-        crate::trace::emit(
-            "placed",
+        crate::trace::emit("placed", || {
             serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
-                                "event_type": event_type, "aggregate_seq": seq }),
-        );
+                                "event_type": event_type, "aggregate_seq": seq })
+        });
         Ok(seq)
     }
 }

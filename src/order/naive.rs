@@ -34,7 +34,7 @@ impl OrderService {
         tx.commit().ctx("committing order")?;
         crate::trace::emit(
             "committed",
-            serde_json::json!({ "order_id": order_id, "request_id": request.request_id, "mode": "naive" }),
+            || serde_json::json!({ "order_id": order_id, "request_id": request.request_id, "mode": "naive" }),
         );
         crashpoint::point("naive.after_commit");
         let broker = self.broker.as_mut().expect("naive modes open the broker");
@@ -59,11 +59,10 @@ impl OrderService {
         let event = publish(broker, self.partitions, order_id, request, now_us)?;
         crashpoint::point("naive.after_publish");
         tx.commit().ctx("committing order")?;
-        crate::trace::emit(
-            "committed",
+        crate::trace::emit("committed", || {
             serde_json::json!({ "order_id": order_id, "request_id": request.request_id,
-                                "event_id": event.event_id, "mode": "naive-publish-first" }),
-        );
+                                "event_id": event.event_id, "mode": "naive-publish-first" })
+        });
         Ok(Placed {
             request_id: request.request_id.clone(),
             order_id,
@@ -84,12 +83,11 @@ fn publish(
     let partition = broker::partition_of(&event.aggregate_id, partitions);
     let json = serde_json::to_vec(&event).expect("serialising an event");
     broker.append_durable(partition, &[&json])?;
-    crate::trace::emit(
-        "appended",
+    crate::trace::emit("appended", || {
         serde_json::json!({ "event_id": event.event_id, "order_id": order_id,
                             "request_id": request.request_id, "partition": partition,
-                            "synced": true }),
-    );
+                            "synced": true })
+    });
     Ok(event)
 }
 

@@ -88,11 +88,10 @@ impl OrderService {
         crashpoint::point("order.before_commit");
         tx.commit().ctx("committing order + outbox row")?;
         crashpoint::point("order.after_commit");
-        crate::trace::emit(
-            "placed",
+        crate::trace::emit("placed", || {
             serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
-                                "request_id": request.request_id, "mode": "outbox" }),
-        );
+                                "request_id": request.request_id, "mode": "outbox" })
+        });
         Ok(Placed {
             request_id: request.request_id.clone(),
             order_id,

@@ -59,7 +59,7 @@ impl Relay {
         if report.batches > 0 {
             trace::emit(
                 "cleaned",
-                json!({ "relay": self.config.name, "report": report }),
+                || json!({ "relay": self.config.name, "report": report }),
             );
         }
         Ok(())

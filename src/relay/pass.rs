@@ -58,12 +58,11 @@ impl Relay {
             }
             let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
             let appended = self.broker.write(partition as u32, &slices)?;
-            trace::emit(
-                "appended",
+            trace::emit("appended", || {
                 json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
                         "offset_bytes": appended.first_offset_bytes,
-                        "event_ids": records.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() }),
-            );
+                        "event_ids": records.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() })
+            });
         }
         crashpoint::point("relay.after_append");
         let appended_at = Instant::now();
@@ -82,18 +81,17 @@ impl Relay {
         }
         trace::emit(
             "synced",
-            json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
+            || json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
         );
         crashpoint::point("relay.after_sync");
         let synced_at = Instant::now();
 
         let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
         let fenced = claim.rows.len() - marked;
-        trace::emit(
-            "marked",
+        trace::emit("marked", || {
             json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,
-                    "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() }),
-        );
+                    "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() })
+        });
         Ok(PassReport {
             claimed: claim.rows.len(),
             marked,
