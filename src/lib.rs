@@ -69,6 +69,7 @@ pub mod lab;
 pub mod order;
 pub mod outbox;
 pub mod relay;
+pub mod store;
 pub mod trace;
 pub mod wake;
 

@@ -55,6 +55,30 @@ pub fn apply_layout(data: &DataDir, args: &LayoutArgs) -> Result<String> {
     }
 }
 
+/// `init --postgres URL`: PostgreSQL's outbox is always a partitioned table (by id range,
+/// `--segment-rows` ids per partition); asking for the single layout is refused.
+pub fn init_postgres(
+    dir: &std::path::Path,
+    partitions: u32,
+    url: String,
+    args: &LayoutArgs,
+) -> Result<(DataDir, String)> {
+    if args.outbox_layout == Some(OutboxLayout::Single) {
+        return Err(crate::Error::Input(
+            "--outbox-layout single: the PostgreSQL outbox is always partitioned by id range"
+                .into(),
+        ));
+    }
+    let store = crate::store::StoreConfig::Postgres(url);
+    let data = DataDir::init_with_store(dir, partitions, store, Some(args.segment_rows))?;
+    let note = format!(
+        ", store {}, outbox partitioned by id, {} ids per partition",
+        data.store.describe(),
+        args.segment_rows
+    );
+    Ok((data, note))
+}
+
 fn partitioned_note(conn: &rusqlite::Connection) -> Result<String> {
     let rows = segments::segment_rows_of(conn)?;
     Ok(format!(" (partitioned outbox, {rows} rows per segment)"))

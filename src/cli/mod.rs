@@ -48,6 +48,10 @@ pub enum Command {
         partitions: u32,
         #[command(flatten)]
         layout: cleanup::LayoutArgs,
+        /// Keep orders and outbox in this PostgreSQL database instead of orders.db
+        /// (e.g. the URL `scripts/pg-up DIR` prints). Recorded in the data directory.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Place orders: generated (--count/--seed) or JSON lines from stdin.
     Place(place::PlaceArgs),
@@ -223,9 +227,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             partitions,
             layout,
+            postgres,
         } => {
-            let data = DataDir::init(&dir, partitions)?;
-            let layout = cleanup::apply_layout(&data, &layout)?;
+            let (data, layout) = match postgres {
+                None => {
+                    let data = DataDir::init(&dir, partitions)?;
+                    let layout = cleanup::apply_layout(&data, &layout)?;
+                    (data, layout)
+                }
+                Some(url) => cleanup::init_postgres(&dir, partitions, url, &layout)?,
+            };
             println!(
                 "initialised {} with {} partitions{layout}",
                 data.root.display(),
