@@ -140,10 +140,11 @@ pub struct CleanupArgs {
 pub fn run(args: CleanupArgs) -> Result<ExitCode> {
     let data = super::open(&args.dir, "cleanup")?;
     let config = args.flags.config(args.max_batches)?;
-    // NORMAL: a cleanup lost to a power cut just runs again; nothing anyone waits on is lost.
-    let mut conn = db::open(&data.orders_db(), Synchronous::Normal)?;
+    // The store's own connection settings (SQLite: NORMAL — a cleanup lost to a power cut just
+    // runs again; nothing anyone waits on is lost).
+    let mut store = crate::store::open_outbox(&data, crate::store::ClaimMode::default())?;
     let stop = super::stop_flag()?;
-    let report = cleanup::run(&mut conn, &config, now_us(), &stop)?;
+    let report = store.cleanup(&config, now_us(), &stop, &mut cleanup::Pacer::sleeping())?;
     println!(
         "{}",
         serde_json::to_string(&report).expect("report serialises")

@@ -85,6 +85,10 @@ pub enum Command {
         batch: usize,
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
+        /// PostgreSQL store: `locked` holds the claim's row locks across append and sync;
+        /// `lease` writes a lease into the rows and commits at once (SQLite always leases).
+        #[arg(long, value_enum, default_value_t = crate::store::ClaimMode::Locked)]
+        claim_mode: crate::store::ClaimMode,
         /// fdatasync the partitions of a pass in parallel threads (still all before marking).
         #[arg(long)]
         sync_in_parallel: bool,
@@ -254,6 +258,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             wake,
             batch,
             lease_ms,
+            claim_mode,
             sync_in_parallel,
             until_empty,
             cleanup: cleanup_args,
@@ -270,6 +275,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel,
+                claim_mode,
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;

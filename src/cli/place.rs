@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::order::lifecycle::Transition;
 use crate::order::workload::run_generated;
-use crate::order::{Mode, OrderRequest, OrderService};
+use crate::order::{Mode, OrderRequest};
 use crate::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -34,7 +34,7 @@ pub struct PlaceArgs {
 
 pub fn run(args: PlaceArgs) -> Result<ExitCode> {
     let dir = super::open(&args.dir, "order-service")?;
-    let mut service = OrderService::open(&dir, args.mode)?;
+    let mut service = crate::store::open_orders(&dir, args.mode)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failed = 0u64;
@@ -51,7 +51,7 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
             return Err(Error::Input("--lifecycle needs --mode outbox".into()));
         }
         run_generated(
-            &mut service,
+            service.as_mut(),
             args.seed,
             args.first,
             count,
@@ -100,7 +100,7 @@ fn request_id_of(line: &str) -> serde_json::Value {
 
 pub fn transition(dir: &Path, order_id: i64, pay: bool) -> Result<ExitCode> {
     let data = super::open(dir, "order-service")?;
-    let mut service = OrderService::open(&data, Mode::Outbox)?;
+    let mut service = crate::store::open_orders(&data, Mode::Outbox)?;
     let step = if pay {
         Transition::Pay
     } else {

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::order::lifecycle::Transition;
-use crate::order::{OrderService, PlaceStatus, generate};
+use crate::order::{PlaceStatus, generate};
+use crate::store::OrderStore;
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct WorkloadTotals {
@@ -22,7 +23,7 @@ pub struct WorkloadTotals {
 /// Place `count` orders generated from `seed` (starting at index `first`); `reply` gets one
 /// JSON value per operation, as `place` prints them.
 pub fn run_generated(
-    service: &mut OrderService,
+    service: &mut dyn OrderStore,
     seed: u64,
     first: u64,
     count: u64,
@@ -59,7 +60,7 @@ pub fn run_generated(
 }
 
 fn transition(
-    service: &mut OrderService,
+    service: &mut dyn OrderStore,
     order_id: i64,
     step: Transition,
     reply: &mut impl FnMut(serde_json::Value) -> Result<()>,

@@ -27,12 +27,10 @@ mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::Connection;
-
 use crate::broker::Broker;
 use crate::datadir::DataDir;
-use crate::db::{self, Synchronous};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::store::{ClaimMode, OutboxStore};
 use crate::wake::{Waiter, WakeMode};
 
 pub use cleanup::CleanupSchedule;
@@ -51,6 +49,8 @@ pub struct RelayConfig {
     pub lease_ms: u64,
     /// fdatasync the partitions a pass touched in parallel threads instead of in turn.
     pub sync_in_parallel: bool,
+    /// PostgreSQL only: row locks held across append and sync, or a lease (see `store::pg`).
+    pub claim_mode: ClaimMode,
 }
 
 impl Default for RelayConfig {
@@ -62,6 +62,7 @@ impl Default for RelayConfig {
             batch: 100,
             lease_ms: 5_000,
             sync_in_parallel: false,
+            claim_mode: ClaimMode::default(),
         }
     }
 }
@@ -116,7 +117,8 @@ impl RelayTotals {
 }
 
 pub struct Relay {
-    conn: Connection,
+    /// The orders store's outbox (SQLite or PostgreSQL): the relay does not care which.
+    store: Box<dyn OutboxStore>,
     broker: Broker,
     partitions: u32,
     config: RelayConfig,
@@ -132,14 +134,20 @@ pub struct Relay {
 impl Relay {
     pub fn open(dir: &DataDir, config: RelayConfig) -> Result<Relay> {
         assert!(config.lease_ms > 0, "lease_ms must be positive");
-        // NORMAL: a claim or mark lost to a power cut only means the rows get shipped again
-        // (at-least-once absorbs it); the events themselves were committed FULL by the service.
-        let conn = db::open(&dir.orders_db(), Synchronous::Normal)?;
+        let store = crate::store::open_outbox(dir, config.claim_mode)?;
         let broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
-        // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
-        let waiter = Waiter::open(config.wake, &dir.root, "orders.db-wal")?;
+        let waiter = match (config.wake, store.doorbell_file()) {
+            (WakeMode::Poll, _) => Waiter::open(WakeMode::Poll, &dir.root, "")?,
+            (WakeMode::Doorbell, Some(file)) => Waiter::open(WakeMode::Doorbell, &dir.root, file)?,
+            (WakeMode::Doorbell, None) => {
+                return Err(Error::Input(format!(
+                    "--wake wal: the {} store has no local WAL file to watch; use --wake poll",
+                    dir.store.describe()
+                )));
+            }
+        };
         Ok(Relay {
-            conn,
+            store,
             broker,
             partitions: dir.partitions,
             config,
@@ -178,7 +186,7 @@ impl Relay {
     }
 
     /// Rows not yet published (including those under someone's lease).
-    pub fn unpublished_count(&self) -> Result<u64> {
-        crate::outbox::unpublished_count(&self.conn)
+    pub fn unpublished_count(&mut self) -> Result<u64> {
+        self.store.unpublished_count()
     }
 }

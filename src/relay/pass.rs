@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::broker::partition_of;
-use crate::clock::Clock;
 use crate::crashpoint;
 use crate::error::Result;
-use crate::outbox::{self, ClaimedRow};
+use crate::outbox::ClaimedRow;
 use crate::relay::Relay;
 use crate::trace;
 
@@ -37,13 +36,9 @@ impl Relay {
             self.pass_no
         );
         let started = Instant::now();
-        let claim = outbox::claim_batch(
-            &mut self.conn,
-            &token,
-            Clock::system(),
-            self.config.lease_ms,
-            self.config.batch,
-        )?;
+        let claim = self
+            .store
+            .claim(&token, self.config.lease_ms, self.config.batch)?;
         if claim.rows.is_empty() {
             return Ok(PassReport::default());
         }
@@ -86,7 +81,7 @@ impl Relay {
         crashpoint::point("relay.after_sync");
         let synced_at = Instant::now();
 
-        let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
+        let marked = self.store.mark(&claim)?;
         let fenced = claim.rows.len() - marked;
         trace::emit("marked", || {
             json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,

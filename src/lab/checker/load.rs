@@ -11,20 +11,8 @@ use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::event::Event;
 
-pub struct OrderRow {
-    pub id: i64,
-    pub request_id: String,
-    pub customer: String,
-    pub amount_cents: i64,
-    pub last_seq: i64,
-}
-
-pub struct OutboxRow {
-    pub event_id: String,
-    pub aggregate_id: String,
-    pub aggregate_seq: i64,
-    pub published: bool,
-}
+/// Committed orders and outbox rows come from the orders store, whichever it is.
+pub use crate::store::{OrderRow, OutboxRow};
 
 pub struct LogRecord {
     pub partition: u32,
@@ -61,32 +49,9 @@ fn read_only(path: &Path) -> Result<Connection> {
 }
 
 pub fn load(dir: &DataDir, group: &str) -> Result<Stores> {
-    let orders_db = read_only(&dir.orders_db())?;
-    let orders = orders_db
-        .prepare("SELECT id, request_id, customer, amount_cents, last_seq FROM orders ORDER BY id")?
-        .query_map([], |r| {
-            Ok(OrderRow {
-                id: r.get(0)?,
-                request_id: r.get(1)?,
-                customer: r.get(2)?,
-                amount_cents: r.get(3)?,
-                last_seq: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .ctx("reading orders")?;
-    let outbox = orders_db
-        .prepare("SELECT event_id, aggregate_id, aggregate_seq, published_at_us IS NOT NULL FROM outbox ORDER BY id")?
-        .query_map([], |r| {
-            Ok(OutboxRow {
-                event_id: r.get(0)?,
-                aggregate_id: r.get(1)?,
-                aggregate_seq: r.get(2)?,
-                published: r.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .ctx("reading outbox")?;
+    let mut reader = crate::store::open_reader(dir)?;
+    let orders = reader.orders()?;
+    let outbox = reader.outbox()?;
 
     let broker_dir = dir.broker_dir();
     let mut records = Vec::new();

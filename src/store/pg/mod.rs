@@ -5,6 +5,10 @@
 //! and `synchronous_commit=on` per session, set below, so COMMIT returns only once the WAL is
 //! flushed — the same promise as SQLite's `synchronous=FULL`.
 
+pub mod cleanup;
+pub mod orders;
+pub mod outbox;
+pub mod read;
 pub mod schema;
 
 use std::str::FromStr;

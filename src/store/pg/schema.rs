@@ -23,6 +23,9 @@ pub const DEFAULT_PARTITION_ROWS: i64 = 100_000;
 /// orders never finds its partition missing (and if it does, the writer creates it).
 pub const PARTITIONS_AHEAD: i64 = 2;
 
+/// The advisory lock serialising schema and partition changes (any fixed number will do).
+pub const PARTITION_LOCK_KEY: i64 = 0x6f75_7462_6f78;
+
 pub const SCHEMA_SQL: &str = "
 CREATE TABLE IF NOT EXISTS orders (
     id            BIGSERIAL PRIMARY KEY,
@@ -69,7 +72,7 @@ pub fn create(client: &mut Client, partition_rows: i64) -> Result<()> {
     }
     let mut tx = client.transaction().ctx("BEGIN (schema)")?;
     // One init at a time: two racing inits would both try to create the same partitions.
-    tx.execute("SELECT pg_advisory_xact_lock(4242)", &[])
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK_KEY])
         .ctx("locking the schema for init")?;
     tx.batch_execute(SCHEMA_SQL)
         .ctx("creating the PostgreSQL schema")?;
@@ -102,8 +105,12 @@ pub fn partition_name(n: i64) -> String {
 }
 
 /// Make sure the partition the sequence is in, and [`PARTITIONS_AHEAD`] after it, exist.
-/// Cheap when they do (one catalog query); creating one takes a brief lock on `outbox`.
-pub fn ensure_partitions(client: &mut impl postgres::GenericClient) -> Result<()> {
+/// Run it in a transaction: an advisory lock keeps two writers from creating the same
+/// partition at once (CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin).
+pub fn ensure_partitions(client: &mut postgres::Transaction<'_>) -> Result<()> {
+    client
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK_KEY])
+        .ctx("locking partition creation")?;
     let rows = partition_rows_of(client)?;
     let next_id: i64 = client
         .query_one(
