@@ -36,6 +36,8 @@ pub enum Error {
     NotInitialised { dir: PathBuf, reason: String },
     /// Bad user input: names the field and what is wrong with it.
     Input(String),
+    /// A replication slot handed back a change this decoder cannot read: never skipped.
+    Decode { slot: String, reason: String },
 }
 
 impl fmt::Display for Error {
@@ -60,6 +62,9 @@ impl fmt::Display for Error {
                 dir.display()
             ),
             Error::Input(msg) => write!(f, "{msg}"),
+            Error::Decode { slot, reason } => {
+                write!(f, "replication slot {slot}: undecodable change: {reason}")
+            }
         }
     }
 }

@@ -36,10 +36,14 @@ pub enum Ev {
     TornTailCut,
     Cleaned,
     InboxSwept,
+    /// The CDC relay decoded committed outbox inserts from its replication slot.
+    Received,
+    /// The CDC relay advanced its slot past what it had durably appended.
+    Confirmed,
 }
 
 impl Ev {
-    pub const ALL: [Ev; 15] = [
+    pub const ALL: [Ev; 17] = [
         Ev::Placed,
         Ev::Committed,
         Ev::Claimed,
@@ -55,6 +59,8 @@ impl Ev {
         Ev::TornTailCut,
         Ev::Cleaned,
         Ev::InboxSwept,
+        Ev::Received,
+        Ev::Confirmed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -74,6 +80,8 @@ impl Ev {
             Ev::TornTailCut => "torn_tail_cut",
             Ev::Cleaned => "cleaned",
             Ev::InboxSwept => "inbox_swept",
+            Ev::Received => "received",
+            Ev::Confirmed => "confirmed",
         }
     }
 

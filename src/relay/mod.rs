@@ -22,6 +22,7 @@
 //! consumer's inbox makes the *effect* exactly-once. Never mark before sync: a row marked
 //! published whose record was not yet durable could vanish in a power cut — a lost event.
 
+pub mod cdc;
 mod cleanup;
 mod pass;
 
@@ -134,11 +135,20 @@ pub struct Relay {
 impl Relay {
     pub fn open(dir: &DataDir, config: RelayConfig) -> Result<Relay> {
         assert!(config.lease_ms > 0, "lease_ms must be positive");
-        let store = crate::store::open_outbox(dir, config.claim_mode)?;
+        let mut store = crate::store::open_outbox(dir, config.claim_mode)?;
         let broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
         let waiter = match (config.wake, store.doorbell_file()) {
             (WakeMode::Poll, _) => Waiter::open(WakeMode::Poll, &dir.root, "")?,
             (WakeMode::Doorbell, Some(file)) => Waiter::open(WakeMode::Doorbell, &dir.root, file)?,
+            (WakeMode::Notify, _) => {
+                if !store.listen()? {
+                    return Err(Error::Input(format!(
+                        "--wake notify: the {} store has no LISTEN/NOTIFY; use --wake wal",
+                        dir.store.describe()
+                    )));
+                }
+                Waiter::poll()
+            }
             (WakeMode::Doorbell, None) => {
                 return Err(Error::Input(format!(
                     "--wake wal: the {} store has no local WAL file to watch; use --wake poll",
@@ -170,6 +180,9 @@ impl Relay {
             // Before the pass, never after: a commit after this either is claimed by the pass
             // or rings again, so no wake-up is lost between looking and waiting.
             self.waiter.clear()?;
+            if self.config.wake == WakeMode::Notify {
+                self.store.drain_notifications()?;
+            }
             let report = self.pass()?;
             self.cleanup_if_due(stop)?;
             if report.claimed > 0 {
@@ -180,7 +193,11 @@ impl Relay {
             if until_empty && self.unpublished_count()? == 0 {
                 break;
             }
-            self.waiter.idle(stop, self.config.poll_ms)?;
+            if self.config.wake == WakeMode::Notify {
+                self.store.wait_notified(stop, self.config.poll_ms)?;
+            } else {
+                self.waiter.idle(stop, self.config.poll_ms)?;
+            }
         }
         Ok(totals)
     }

@@ -89,6 +89,20 @@ pub trait OutboxStore: Send {
     /// The file (relative to the data dir) whose writes mean "a commit happened", for the
     /// doorbell; None when the store has no such file (a server's WAL is not ours to watch).
     fn doorbell_file(&self) -> Option<&'static str>;
+    /// PostgreSQL: LISTEN for the NOTIFY the outbox's insert trigger sends at commit (creating
+    /// the trigger if missing). False when the store has no notifications (SQLite).
+    fn listen(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Forget notifications already delivered (call right before looking for work).
+    fn drain_notifications(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Wait for a notification, at most `max_wait_ms`, or until `stop`.
+    fn wait_notified(&mut self, stop: &AtomicBool, max_wait_ms: u64) -> Result<()> {
+        let _ = (stop, max_wait_ms);
+        unreachable!("wait_notified on a store whose listen() said false")
+    }
 }
 
 /// A committed order, as the checker reads it.
