@@ -39,6 +39,13 @@ pub struct CrashRunArgs {
     /// Print the outcome as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Orders and outbox in this PostgreSQL database (it must hold no orders yet).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// With --postgres: CDC relays on a replication slot (`relay --cdc`); --relays beyond the
+    /// first stand by and take over when the streamer dies.
+    #[arg(long, requires = "postgres")]
+    pub cdc: bool,
 }
 
 pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
@@ -66,6 +73,8 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         crashes: args.crashes,
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
+        postgres: args.postgres,
+        cdc: args.cdc,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
     let outcome = harness::run(&scenario)?;

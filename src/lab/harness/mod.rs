@@ -50,6 +50,11 @@ pub struct Scenario {
     pub lease_ms: u64,
     /// Replace the seeded schedule with these `point@hit`s.
     pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
+    /// Orders and outbox in this (empty) PostgreSQL database instead of orders.db.
+    pub postgres: Option<String>,
+    /// PostgreSQL: the relays are CDC relays on one slot (one streams, the rest stand by),
+    /// crashing at the `cdc.*` points instead of the claim relay's.
+    pub cdc: bool,
 }
 
 impl Scenario {
@@ -65,6 +70,8 @@ impl Scenario {
             relay_batch: 10,
             lease_ms: 300,
             explicit: None,
+            postgres: None,
+            cdc: false,
         }
     }
 }
@@ -116,11 +123,12 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     if s.dir.exists() {
         std::fs::remove_dir_all(&s.dir).ctx(format!("clearing {}", s.dir.display()))?;
     }
-    let data = DataDir::init(&s.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    let data = init_store(s)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let schedule = match &s.explicit {
         Some(specs) => Schedule::explicit(s.seed, specs),
+        None if s.cdc => Schedule::from_seed(s.seed, s.orders, s.crashes, s.mode).for_cdc(),
         None => Schedule::from_seed(s.seed, s.orders, s.crashes, s.mode),
     };
     let mut fired = Vec::new();
@@ -189,6 +197,42 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     })
 }
 
+/// A fresh data directory; with PostgreSQL, on a database that must hold no orders yet (the
+/// harness never deletes a database's rows: the checker would count old orders as lost).
+fn init_store(s: &Scenario) -> Result<DataDir> {
+    let partitions = crate::broker::DEFAULT_PARTITIONS;
+    let Some(url) = &s.postgres else {
+        if s.cdc {
+            return Err(Error::Input("--cdc needs --postgres URL".into()));
+        }
+        return DataDir::init(&s.dir, partitions);
+    };
+    let mut client = crate::store::pg::connect(url, crate::store::pg::DEFAULT_IDLE_IN_TX_MS)?;
+    let has_orders: Option<String> = client
+        .query_one("SELECT to_regclass('orders')::text", &[])
+        .ctx("looking for an orders table")?
+        .get(0);
+    if has_orders.is_some() {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM orders", &[])
+            .ctx("counting orders")?
+            .get(0);
+        if n > 0 {
+            return Err(Error::Input(format!(
+                "crash-run --postgres needs an empty database; {} already holds {n} orders \
+                 (create a fresh one: CREATE DATABASE …)",
+                crate::store::pg::describe_target(url)
+            )));
+        }
+    }
+    let store = crate::store::StoreConfig::Postgres(url.clone());
+    let data = DataDir::init_with_store(&s.dir, partitions, store, None)?;
+    if s.cdc {
+        crate::store::pg::cdc::setup(&mut client, crate::store::pg::cdc::OutboxRows::Keep)?;
+    }
+    Ok(data)
+}
+
 fn relay_restarter(s: &Scenario, schedule: &Schedule) -> restarter::Restarter {
     let crashes: VecDeque<String> = schedule
         .relay
@@ -197,6 +241,7 @@ fn relay_restarter(s: &Scenario, schedule: &Schedule) -> restarter::Restarter {
         .collect();
     let dir = s.dir.display().to_string();
     let (batch, lease_ms) = (s.relay_batch.to_string(), s.lease_ms.to_string());
+    let cdc = s.cdc;
     restarter::Restarter::new("relay", s.relays, crashes, move |slot, draining| {
         let mut args: Vec<String> = [
             "relay",
@@ -214,6 +259,11 @@ fn relay_restarter(s: &Scenario, schedule: &Schedule) -> restarter::Restarter {
         .iter()
         .map(|a| a.to_string())
         .collect();
+        if cdc {
+            // --batch is decoded messages then (~3 per order: begin, insert, commit);
+            // --lease-ms is accepted and unused (the slot has no lease).
+            args.push("--cdc".into());
+        }
         if draining {
             args.push("--until-empty".into());
         }
