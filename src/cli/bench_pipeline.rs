@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::Result;
 use crate::error::Error;
-use crate::lab::bench_pipeline::{self, latency, relay, write};
+use crate::lab::bench_pipeline::{self, latency, latency_pg, relay, write};
 
 #[derive(Args, Debug, Clone)]
 pub struct WriteArgs {
@@ -54,6 +54,19 @@ pub struct LatencyArgs {
     pub seed: u64,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// PostgreSQL instead: a server URL (each run creates and drops a database of its own);
+    /// compares the 500 ms polling relay, the LISTEN/NOTIFY relay and the CDC relay.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// With --postgres: the offered rates (orders/s), all in one run (--rate is ignored).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub rates: Vec<u64>,
+    /// With --postgres: writer connections sharing the rate.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+    /// With --postgres: also draw the latency distributions as an SVG here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 /// Options are user input: out-of-range values are an error here, never an assertion later.
@@ -95,6 +108,9 @@ pub fn bench_relay(args: RelayArgs) -> Result<ExitCode> {
 }
 
 pub fn bench_latency(args: LatencyArgs) -> Result<ExitCode> {
+    if let Some(url) = &args.postgres {
+        return bench_latency_pg(url, &args);
+    }
     within("rate", args.rate, latency::MAX_RATE_PER_S)?;
     within("duration-ms", args.duration_ms, latency::MAX_DURATION_MS)?;
     within("rounds", args.rounds as u64, latency::MAX_ROUNDS as u64)?;
@@ -105,6 +121,38 @@ pub fn bench_latency(args: LatencyArgs) -> Result<ExitCode> {
         seed: args.seed,
     };
     let value = latency::run(&bench)?;
+    bench_pipeline::write_json(args.json.as_deref(), &value)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_latency_pg(url: &str, args: &LatencyArgs) -> Result<ExitCode> {
+    if args.rates.is_empty() || args.rates.len() > 4 {
+        return Err(Error::Input(format!(
+            "--rates takes 1 to 4 rates, got {}",
+            args.rates.len()
+        )));
+    }
+    for rate in &args.rates {
+        within("rates", *rate, latency::MAX_RATE_PER_S)?;
+    }
+    within("duration-ms", args.duration_ms, latency::MAX_DURATION_MS)?;
+    within("rounds", args.rounds as u64, latency::MAX_ROUNDS as u64)?;
+    within(
+        "writers",
+        args.writers as u64,
+        latency_pg::MAX_WRITERS as u64,
+    )?;
+    crate::store::pg::parse(url)?;
+    let bench = latency_pg::PgLatencyBench {
+        admin_url: url.to_string(),
+        rates_per_s: args.rates.clone(),
+        duration_ms: args.duration_ms,
+        rounds: args.rounds,
+        seed: args.seed,
+        writers: args.writers,
+        svg: args.svg.clone(),
+    };
+    let value = latency_pg::run(&bench)?;
     bench_pipeline::write_json(args.json.as_deref(), &value)?;
     Ok(ExitCode::SUCCESS)
 }

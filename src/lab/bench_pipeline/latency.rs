@@ -68,12 +68,12 @@ const VARIANTS: [Variant; 3] = [
 
 /// One run: the latencies (ms) of every applied order.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-struct Percentiles {
-    orders: usize,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+pub(super) struct Percentiles {
+    pub(super) orders: usize,
+    pub(super) p50_ms: f64,
+    pub(super) p90_ms: f64,
+    pub(super) p99_ms: f64,
+    pub(super) max_ms: f64,
 }
 
 pub fn run(bench: &LatencyBench) -> Result<Value> {
@@ -118,7 +118,7 @@ fn run_once(variant: Variant, bench: &LatencyBench, seed: u64) -> Result<Percent
     )?;
     std::thread::sleep(Duration::from_millis(SETTLE_MS));
     let placed = place_steadily(&data, bench, seed)?;
-    wait_applied(&data, placed)?;
+    wait_applied(&data, placed, DRAIN_LIMIT_MS)?;
     relay.stop()?;
     consumer.stop()?;
     percentiles(&latencies_ms(&data)?)
@@ -140,9 +140,10 @@ fn place_steadily(data: &DataDir, bench: &LatencyBench, seed: u64) -> Result<u64
     Ok(count)
 }
 
-fn wait_applied(data: &DataDir, placed: u64) -> Result<()> {
+/// Wait until `placed` effects are committed, at most `drain_limit_ms`.
+pub(super) fn wait_applied(data: &DataDir, placed: u64, drain_limit_ms: u64) -> Result<()> {
     let conn = db::open(&data.consumer_db(), Synchronous::Normal)?; // reads only
-    let deadline = Instant::now() + Duration::from_millis(DRAIN_LIMIT_MS);
+    let deadline = Instant::now() + Duration::from_millis(drain_limit_ms);
     loop {
         let applied: i64 = conn
             .query_row("SELECT count(*) FROM effects", [], |r| r.get(0))
@@ -152,14 +153,14 @@ fn wait_applied(data: &DataDir, placed: u64) -> Result<()> {
         }
         if Instant::now() > deadline {
             return Err(Error::Input(format!(
-                "only {applied} of {placed} orders applied {DRAIN_LIMIT_MS} ms after the last one"
+                "only {applied} of {placed} orders applied {drain_limit_ms} ms after the last one"
             )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-fn latencies_ms(data: &DataDir) -> Result<Vec<f64>> {
+pub(super) fn latencies_ms(data: &DataDir) -> Result<Vec<f64>> {
     let conn = db::open(&data.consumer_db(), Synchronous::Normal)?; // reads only
     let mut stmt = conn
         .prepare("SELECT applied_at_us - created_at_us FROM effects")
@@ -172,7 +173,7 @@ fn latencies_ms(data: &DataDir) -> Result<Vec<f64>> {
     Ok(rows.into_iter().map(|us| us as f64 / 1000.0).collect())
 }
 
-fn percentiles(latencies_ms: &[f64]) -> Result<Percentiles> {
+pub(super) fn percentiles(latencies_ms: &[f64]) -> Result<Percentiles> {
     if latencies_ms.is_empty() {
         return Err(Error::Input("no order was applied".into()));
     }
@@ -220,13 +221,13 @@ fn table(runs: &[Vec<Percentiles>]) -> Value {
 }
 
 /// A child `outbox-lab` (this very program, re-executed), stopped by SIGTERM to its pid.
-struct Running {
+pub(super) struct Running {
     child: Child,
     stderr_path: std::path::PathBuf,
 }
 
 impl Running {
-    fn start(logs: &std::path::Path, args: &[&str], more: &[&str]) -> Result<Running> {
+    pub(super) fn start(logs: &std::path::Path, args: &[&str], more: &[&str]) -> Result<Running> {
         let exe = std::env::current_exe().ctx("finding current_exe() to re-execute")?;
         let stderr_path = logs.join(format!("{}.stderr", args[0]));
         let stderr = std::fs::File::create(&stderr_path)
@@ -245,7 +246,7 @@ impl Running {
         Ok(Running { child, stderr_path })
     }
 
-    fn stop(mut self) -> Result<()> {
+    pub(super) fn stop(mut self) -> Result<()> {
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let status = self.child.wait().ctx("waiting for a benchmark child")?;

@@ -6,7 +6,8 @@
 //!   bench relay    events/s over a pre-built backlog: batch 1…1000, 1…4 relays; where each
 //!                  pass spends its time (claim, append, sync, mark); fdatasync alone
 //!   bench latency  applied_at_us − created_at_us at a steady rate: relay polling 500 ms vs
-//!                  woken by the WAL doorbell, consumer polling 20 ms vs woken by the log
+//!                  woken by the WAL doorbell, consumer polling 20 ms vs woken by the log;
+//!                  with --postgres: polling vs LISTEN/NOTIFY vs the CDC slot, per rate, + SVG
 //! ```
 //!
 //! Why they are built this way:
@@ -27,7 +28,9 @@
 //! Each benchmark's `run` prints its table and returns the same figures as JSON.
 
 pub mod latency;
+pub mod latency_pg;
 pub mod relay;
+pub mod svg;
 pub mod write;
 
 use std::path::{Path, PathBuf};
