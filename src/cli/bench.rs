@@ -79,8 +79,18 @@ pub enum Which {
     Write(super::bench_pipeline::WriteArgs),
     /// Relay events/s by batch size and relay count, and fdatasync's share of a pass.
     Relay(super::bench_pipeline::RelayArgs),
-    /// Commit -> applied latency: polling relay vs the WAL doorbell.
+    /// Commit -> applied latency: polling relay vs the WAL doorbell (--postgres: vs CDC).
     Latency(super::bench_pipeline::LatencyArgs),
+    /// PostgreSQL CDC: how long the slot goes unstreamed when its relay is killed.
+    Takeover {
+        /// A server URL (a database is created for the run and dropped after).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -89,6 +99,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         Which::Write(args) => return super::bench_pipeline::bench_write(args.clone()),
         Which::Relay(args) => return super::bench_pipeline::bench_relay(args.clone()),
         Which::Latency(args) => return super::bench_pipeline::bench_latency(args.clone()),
+        Which::Takeover {
+            postgres,
+            rounds,
+            json,
+        } => {
+            if !(1..=crate::lab::bench_pipeline::takeover::MAX_ROUNDS).contains(rounds) {
+                return Err(crate::Error::Input(format!(
+                    "--rounds must be in 1..={}, got {rounds}",
+                    crate::lab::bench_pipeline::takeover::MAX_ROUNDS
+                )));
+            }
+            crate::store::pg::parse(postgres)?;
+            let value = crate::lab::bench_pipeline::takeover::run(postgres, *rounds)?;
+            crate::lab::bench_pipeline::write_json(json.as_deref(), &value)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Which::Poll {
             common,
             max_rows,

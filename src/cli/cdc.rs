@@ -67,17 +67,18 @@ pub fn relay(
     let Some(mut relay) = CdcRelay::open(data, config, stop, standby)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    eprintln!("{}: streaming slot {}", relay_name(&relay), relay.slot());
+    // `since_us` (the shared clock) lets a takeover be timed from outside: kill time → this.
+    eprintln!(
+        "{name}: streaming slot {} since_us={}",
+        relay.slot(),
+        crate::clock::now_us()
+    );
     let totals = relay.run(stop, until_empty)?;
     eprintln!(
         "{}",
         serde_json::to_string(&totals).expect("totals serialise")
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn relay_name(relay: &CdcRelay) -> String {
-    format!("cdc relay on {}", relay.slot())
 }
 
 #[derive(Args, Debug)]

@@ -275,14 +275,14 @@ fn table(rate: u64, runs: &[Vec<RunResult>]) -> Value {
 }
 
 /// A database of its own for one run, dropped (with its slot) afterwards.
-struct Database {
+pub(super) struct Database {
     admin_url: String,
     name: String,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Database {
-    fn create(admin_url: &str) -> Result<Database> {
+    pub(super) fn create(admin_url: &str) -> Result<Database> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let name = format!(
@@ -303,7 +303,7 @@ impl Database {
     }
 
     /// Drop the slot (a database with a slot cannot be dropped), then the database.
-    fn drop_it(self) -> Result<()> {
+    pub(super) fn drop_it(self) -> Result<()> {
         let mut admin = pg::connect(&self.admin_url, pg::DEFAULT_IDLE_IN_TX_MS)?;
         admin
             .execute(

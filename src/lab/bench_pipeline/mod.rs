@@ -31,6 +31,7 @@ pub mod latency;
 pub mod latency_pg;
 pub mod relay;
 pub mod svg;
+pub mod takeover;
 pub mod write;
 
 use std::path::{Path, PathBuf};
