@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::Result;
 use crate::error::Error;
-use crate::lab::bench_pipeline::{self, latency, latency_pg, relay, write};
+use crate::lab::bench_pipeline::{self, latency, latency_pg, relay, write, write_pg};
 
 #[derive(Args, Debug, Clone)]
 pub struct WriteArgs {
@@ -22,6 +22,13 @@ pub struct WriteArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// PostgreSQL instead: a server URL (each run creates and drops a database of its own);
+    /// compares keeping outbox rows, the NOTIFY trigger, and insert-and-delete.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// With --postgres: writer connections placing the orders.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -82,6 +89,17 @@ fn within(name: &str, value: u64, max: u64) -> Result<()> {
 pub fn bench_write(args: WriteArgs) -> Result<ExitCode> {
     within("orders", args.orders, write::MAX_ORDERS)?;
     within("rounds", args.rounds as u64, write::MAX_ROUNDS as u64)?;
+    if let Some(url) = &args.postgres {
+        within(
+            "writers",
+            args.writers as u64,
+            latency_pg::MAX_WRITERS as u64,
+        )?;
+        crate::store::pg::parse(url)?;
+        let value = write_pg::run(url, args.orders, args.writers, args.rounds, args.seed)?;
+        bench_pipeline::write_json(args.json.as_deref(), &value)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let bench = write::WriteBench {
         orders: args.orders,
         rounds: args.rounds,

@@ -33,6 +33,7 @@ pub mod relay;
 pub mod svg;
 pub mod takeover;
 pub mod write;
+pub mod write_pg;
 
 use std::path::{Path, PathBuf};
 
