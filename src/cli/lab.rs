@@ -39,6 +39,9 @@ pub struct CrashRunArgs {
     /// Print the outcome as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Run on this PostgreSQL database (its outbox-lab tables are wiped first).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
@@ -66,6 +69,7 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         crashes: args.crashes,
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
+        store: store_of(args.postgres),
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
     let outcome = harness::run(&scenario)?;
@@ -134,6 +138,17 @@ pub struct ReplicasArgs {
     pub crash: Vec<String>,
     #[arg(long)]
     pub json: bool,
+    /// Run on this PostgreSQL database (its outbox-lab tables are wiped first).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+}
+
+/// `--postgres URL` or the SQLite default.
+fn store_of(postgres: Option<String>) -> crate::store::StoreConfig {
+    postgres.map_or(
+        crate::store::StoreConfig::Sqlite,
+        crate::store::StoreConfig::Postgres,
+    )
 }
 
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
@@ -151,6 +166,7 @@ pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
         batch: args.batch,
         lease_ms: args.lease_ms,
         crashes: args.crash,
+        store: store_of(args.postgres),
     };
     let outcome = crate::lab::replicas::run(&run)?;
     if args.json {

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::lab::checker::{self, Report};
 use crate::order::{Mode, generate};
@@ -50,6 +49,8 @@ pub struct Scenario {
     pub lease_ms: u64,
     /// Replace the seeded schedule with these `point@hit`s.
     pub explicit: Option<Vec<(&'static str, u64)>>,
+    /// Where orders and outbox live (wiped at the start of the run).
+    pub store: crate::store::StoreConfig,
 }
 
 impl Scenario {
@@ -65,6 +66,7 @@ impl Scenario {
             relay_batch: 10,
             lease_ms: 300,
             explicit: None,
+            store: crate::store::StoreConfig::Sqlite,
         }
     }
 }
@@ -113,10 +115,7 @@ pub fn mode_name(mode: Mode) -> &'static str {
 /// Run a scenario in a fresh data directory (`s.dir` is wiped first).
 pub fn run(s: &Scenario) -> Result<Outcome> {
     let started = Instant::now();
-    if s.dir.exists() {
-        std::fs::remove_dir_all(&s.dir).ctx(format!("clearing {}", s.dir.display()))?;
-    }
-    let data = DataDir::init(&s.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    let data = crate::store::fresh_data_dir(&s.dir, crate::broker::DEFAULT_PARTITIONS, &s.store)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let schedule = match &s.explicit {

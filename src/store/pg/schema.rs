@@ -91,6 +91,27 @@ pub fn create(client: &mut Client, partition_rows: i64) -> Result<()> {
     tx.commit().ctx("COMMIT (schema)")
 }
 
+/// Remove every table this schema made, partitions and detached leftovers included: for the
+/// lab's commands that start from an empty store (`crash-run`, `replicas`, examples).
+pub fn wipe(client: &mut Client) -> Result<()> {
+    let leftovers = client
+        .query(
+            "SELECT tablename FROM pg_tables
+              WHERE schemaname = current_schema() AND tablename ~ '^outbox_p[0-9]+$'",
+            &[],
+        )
+        .ctx("listing outbox partitions")?;
+    let mut sql = String::from("DROP TABLE IF EXISTS outbox, orders, outbox_layout CASCADE;");
+    for row in &leftovers {
+        let name: String = row.get(0);
+        sql.push_str(&format!("DROP TABLE IF EXISTS {name};"));
+    }
+    sql.push_str("DROP SEQUENCE IF EXISTS outbox_id_seq;");
+    client
+        .batch_execute(&sql)
+        .ctx("wiping the outbox-lab tables")
+}
+
 /// Ids per outbox partition, fixed at init.
 pub fn partition_rows_of(client: &mut impl postgres::GenericClient) -> Result<i64> {
     client
