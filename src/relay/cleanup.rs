@@ -13,7 +13,7 @@ use crate::clock::now_us;
 use crate::error::Result;
 use crate::outbox::cleanup::{CleanupConfig, Pacer};
 use crate::relay::Relay;
-use crate::trace;
+use crate::trace::{self, Ev};
 
 #[derive(Debug)]
 pub struct CleanupSchedule {
@@ -54,7 +54,7 @@ impl Relay {
             .cleanup(&schedule.config, now_us(), stop, &mut schedule.pacer)?;
         if report.batches > 0 {
             trace::emit(
-                "cleaned",
+                Ev::Cleaned,
                 || json!({ "relay": self.config.name, "report": report }),
             );
         }

@@ -48,7 +48,7 @@ pub struct Scenario {
     pub relay_batch: usize,
     pub lease_ms: u64,
     /// Replace the seeded schedule with these `point@hit`s.
-    pub explicit: Option<Vec<(&'static str, u64)>>,
+    pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
     /// Where orders and outbox live (wiped at the start of the run).
     pub store: crate::store::StoreConfig,
 }

@@ -15,7 +15,7 @@ use postgres::Client;
 use postgres::error::SqlState;
 
 use crate::broker::Broker;
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::event::{ORDER_PAID, ORDER_PLACED, ORDER_SHIPPED, new_event_id};
@@ -24,6 +24,7 @@ use crate::order::service::order_placed_payload;
 use crate::order::{Mode, OrderRequest, PlaceStatus, Placed};
 use crate::store::OrderStore;
 use crate::store::pg::{self, schema};
+use crate::trace::Ev;
 
 pub struct PgOrders {
     client: Client,
@@ -96,10 +97,10 @@ impl PgOrders {
         let Some((outbox_id, event_id)) = insert_event(&mut tx, &event)? else {
             return Ok(Attempt::NeedsPartition);
         };
-        crashpoint::point("order.before_commit");
+        crashpoint::point(Point::OrderBeforeCommit);
         tx.commit().ctx("committing order + outbox row")?;
-        crashpoint::point("order.after_commit");
-        crate::trace::emit("placed", || {
+        crashpoint::point(Point::OrderAfterCommit);
+        crate::trace::emit(Ev::Placed, || {
             serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
                                 "request_id": request.request_id, "mode": "outbox" })
         });
@@ -116,19 +117,19 @@ impl PgOrders {
         if publish_first {
             let event =
                 crate::order::naive::publish(broker, self.partitions, order_id, request, now_us)?;
-            crashpoint::point("naive.after_publish");
+            crashpoint::point(Point::NaiveAfterPublish);
             tx.commit().ctx("committing order")?;
-            crate::trace::emit("committed", || {
+            crate::trace::emit(Ev::Committed, || {
                 serde_json::json!({ "order_id": order_id, "request_id": request.request_id,
                                     "event_id": event.event_id, "mode": "naive-publish-first" })
             });
         } else {
             tx.commit().ctx("committing order")?;
             crate::trace::emit(
-                "committed",
+                Ev::Committed,
                 || serde_json::json!({ "order_id": order_id, "request_id": request.request_id, "mode": "naive" }),
             );
-            crashpoint::point("naive.after_commit");
+            crashpoint::point(Point::NaiveAfterCommit);
             crate::order::naive::publish(broker, self.partitions, order_id, request, now_us)?;
         }
         Ok(placed(request, order_id))
@@ -179,7 +180,7 @@ impl PgOrders {
         };
         tx.commit()
             .ctx(format!("committing {event_type} for order {order_id}"))?;
-        crate::trace::emit("placed", || {
+        crate::trace::emit(Ev::Placed, || {
             serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
                                 "event_type": event_type, "aggregate_seq": seq })
         });
