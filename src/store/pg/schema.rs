@@ -62,12 +62,12 @@ CREATE TABLE IF NOT EXISTS outbox_layout (
 );
 ";
 
-/// Create the schema (idempotent) and the first partitions. An existing database keeps its
-/// partition size; asking for a different one is refused.
-pub fn create(client: &mut Client, partition_rows: i64) -> Result<()> {
-    if partition_rows <= 0 {
+/// Create the schema (idempotent) and the first partitions. `partition_rows` None keeps an
+/// existing database's partition size (or takes the default); a different size is refused.
+pub fn create(client: &mut Client, partition_rows: Option<i64>) -> Result<()> {
+    if let Some(rows) = partition_rows.filter(|rows| *rows <= 0) {
         return Err(Error::Input(format!(
-            "--segment-rows must be positive, got {partition_rows}"
+            "--segment-rows must be positive, got {rows}"
         )));
     }
     let mut tx = client.transaction().ctx("BEGIN (schema)")?;
@@ -78,13 +78,13 @@ pub fn create(client: &mut Client, partition_rows: i64) -> Result<()> {
         .ctx("creating the PostgreSQL schema")?;
     tx.execute(
         "INSERT INTO outbox_layout (partition_rows) VALUES ($1) ON CONFLICT DO NOTHING",
-        &[&partition_rows],
+        &[&partition_rows.unwrap_or(DEFAULT_PARTITION_ROWS)],
     )
     .ctx("recording the partition size")?;
     let existing = partition_rows_of(&mut tx)?;
-    if existing != partition_rows {
+    if let Some(asked) = partition_rows.filter(|rows| *rows != existing) {
         return Err(Error::Input(format!(
-            "this database's outbox has {existing} ids per partition; refusing to change it to {partition_rows}"
+            "this database's outbox has {existing} ids per partition; refusing to change it to {asked}"
         )));
     }
     ensure_partitions(&mut tx)?;
