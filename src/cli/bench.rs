@@ -81,6 +81,8 @@ pub enum Which {
     Relay(super::bench_pipeline::RelayArgs),
     /// Commit -> applied latency: polling relay vs the WAL doorbell.
     Latency(super::bench_pipeline::LatencyArgs),
+    /// The PostgreSQL store: relay throughput vs SQLite, claim vs table size, cleanup.
+    Postgres(super::bench_pg::PgBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -89,6 +91,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         Which::Write(args) => return super::bench_pipeline::bench_write(args.clone()),
         Which::Relay(args) => return super::bench_pipeline::bench_relay(args.clone()),
         Which::Latency(args) => return super::bench_pipeline::bench_latency(args.clone()),
+        Which::Postgres(args) => return super::bench_pg::run(args.clone()),
         Which::Poll {
             common,
             max_rows,

@@ -11,6 +11,7 @@
 //! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
 
 pub mod bench;
+pub mod bench_pg;
 pub mod bench_pipeline;
 pub mod checker;
 pub mod claims;

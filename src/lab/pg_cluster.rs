@@ -24,6 +24,14 @@ fn scripts() -> PathBuf {
 }
 
 impl PgServer {
+    /// A server the user named (`--postgres URL`): used, never stopped.
+    pub fn given(url: String) -> PgServer {
+        PgServer {
+            url,
+            cluster_dir: None,
+        }
+    }
+
     /// `OUTBOX_PG_URL`, else a throwaway cluster; `Ok(None)` when PostgreSQL is not installed.
     pub fn from_env_or_throwaway(name: &str) -> Result<Option<PgServer>> {
         if let Ok(url) = std::env::var("OUTBOX_PG_URL") {
@@ -55,7 +63,7 @@ impl PgServer {
     pub fn describe(&self) -> String {
         match &self.cluster_dir {
             Some(dir) => format!("throwaway cluster in {}", dir.display()),
-            None => "OUTBOX_PG_URL".to_string(),
+            None => "a server given by URL".to_string(),
         }
     }
 }

@@ -147,6 +147,17 @@ pub fn ensure_partitions(client: &mut postgres::Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Make sure every partition up to the one holding `last_id` exists (bulk loads).
+pub fn ensure_partitions_through(tx: &mut postgres::Transaction<'_>, last_id: i64) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK_KEY])
+        .ctx("locking partition creation")?;
+    let rows = partition_rows_of(tx)?;
+    for n in 0..=(last_id.max(1) - 1) / rows + PARTITIONS_AHEAD {
+        create_partition(tx, n, rows)?;
+    }
+    Ok(())
+}
+
 /// Create partition `n` if it does not exist. Bounds are checked, not wrapped.
 pub fn create_partition(
     client: &mut impl postgres::GenericClient,
