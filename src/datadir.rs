@@ -86,8 +86,7 @@ impl DataDir {
         if let StoreConfig::Postgres(url) = &store {
             let mut client =
                 crate::store::pg::connect(url, crate::store::pg::DEFAULT_IDLE_IN_TX_MS)?;
-            let rows = partition_rows.unwrap_or(crate::store::pg::schema::DEFAULT_PARTITION_ROWS);
-            crate::store::pg::schema::create(&mut client, rows)?;
+            crate::store::pg::schema::create(&mut client, partition_rows)?;
         }
         std::fs::create_dir_all(root).ctx(format!("creating {}", root.display()))?;
         if !config.exists() {

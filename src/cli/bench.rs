@@ -91,6 +91,8 @@ pub enum Which {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The PostgreSQL store: relay throughput vs SQLite, claim vs table size, cleanup.
+    Postgres(super::bench_pg::PgBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -115,6 +117,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             crate::lab::bench_pipeline::write_json(json.as_deref(), &value)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Which::Postgres(args) => return super::bench_pg::run(args.clone()),
         Which::Poll {
             common,
             max_rows,

@@ -30,9 +30,10 @@ pub struct LayoutArgs {
     /// Chosen once, on an empty outbox; omitted, an existing directory keeps its layout.
     #[arg(long, value_enum)]
     pub outbox_layout: Option<OutboxLayout>,
-    /// Partitioned layout: events per segment table.
-    #[arg(long, default_value_t = segments::DEFAULT_SEGMENT_ROWS)]
-    pub segment_rows: i64,
+    /// Partitioned layout: events per segment table (SQLite default 10000; PostgreSQL: ids
+    /// per outbox partition, default 100000).
+    #[arg(long)]
+    pub segment_rows: Option<i64>,
 }
 
 /// Apply `init`'s layout choice to a directory `DataDir::init` just created or opened.
@@ -43,7 +44,8 @@ pub fn apply_layout(data: &DataDir, args: &LayoutArgs) -> Result<String> {
     let partitioned = segments::is_partitioned(&conn)?;
     match (args.outbox_layout, partitioned) {
         (Some(OutboxLayout::Partitioned), _) => {
-            segments::create_layout(&mut conn, args.segment_rows)?;
+            let rows = args.segment_rows.unwrap_or(segments::DEFAULT_SEGMENT_ROWS);
+            segments::create_layout(&mut conn, rows)?;
             partitioned_note(&conn)
         }
         (Some(OutboxLayout::Single), true) => Err(crate::Error::Input(format!(
@@ -70,11 +72,10 @@ pub fn init_postgres(
         ));
     }
     let store = crate::store::StoreConfig::Postgres(url);
-    let data = DataDir::init_with_store(dir, partitions, store, Some(args.segment_rows))?;
+    let data = DataDir::init_with_store(dir, partitions, store, args.segment_rows)?;
     let note = format!(
-        ", store {}, outbox partitioned by id, {} ids per partition",
-        data.store.describe(),
-        args.segment_rows
+        ", store {}, outbox partitioned by id range",
+        data.store.describe()
     );
     Ok((data, note))
 }

@@ -39,7 +39,7 @@ pub struct CrashRunArgs {
     /// Print the outcome as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Orders and outbox in this PostgreSQL database (it must hold no orders yet).
+    /// Run on this PostgreSQL database (its outbox-lab tables are wiped first).
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
     /// With --postgres: CDC relays on a replication slot (`relay --cdc`); --relays beyond the
@@ -73,7 +73,7 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         crashes: args.crashes,
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
-        postgres: args.postgres,
+        store: store_of(args.postgres),
         cdc: args.cdc,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
@@ -143,6 +143,17 @@ pub struct ReplicasArgs {
     pub crash: Vec<String>,
     #[arg(long)]
     pub json: bool,
+    /// Run on this PostgreSQL database (its outbox-lab tables are wiped first).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+}
+
+/// `--postgres URL` or the SQLite default.
+fn store_of(postgres: Option<String>) -> crate::store::StoreConfig {
+    postgres.map_or(
+        crate::store::StoreConfig::Sqlite,
+        crate::store::StoreConfig::Postgres,
+    )
 }
 
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
@@ -160,6 +171,7 @@ pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
         batch: args.batch,
         lease_ms: args.lease_ms,
         crashes: args.crash,
+        store: store_of(args.postgres),
     };
     let outcome = crate::lab::replicas::run(&run)?;
     if args.json {

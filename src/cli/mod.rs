@@ -7,6 +7,7 @@
 //! a failed verification), 2 an operating error (printed on stderr).
 
 mod bench;
+mod bench_pg;
 mod bench_pipeline;
 mod cdc;
 mod cleanup;

@@ -7,9 +7,11 @@
 //!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
+//! - [`pg_cluster`]: a throwaway PostgreSQL for the `postgres` example and the benchmarks;
 //! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
 
 pub mod bench;
+pub mod bench_pg;
 pub mod bench_pipeline;
 pub mod checker;
 pub mod claims;
@@ -18,4 +20,5 @@ pub mod demo;
 pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
+pub mod pg_cluster;
 pub mod replicas;

@@ -145,6 +145,24 @@ pub enum ClaimMode {
     Lease,
 }
 
+/// Start over: a fresh data directory at `root` (wiped first) on `store`, whose outbox-lab
+/// tables are wiped too. For the lab's runs that promise an empty store; never for `init`.
+pub fn fresh_data_dir(
+    root: &std::path::Path,
+    partitions: u32,
+    store: &StoreConfig,
+) -> Result<DataDir> {
+    use crate::error::Context;
+    if root.exists() {
+        std::fs::remove_dir_all(root).ctx(format!("clearing {}", root.display()))?;
+    }
+    if let StoreConfig::Postgres(url) = store {
+        let mut client = pg::connect(url, pg::DEFAULT_IDLE_IN_TX_MS)?;
+        pg::schema::wipe(&mut client)?;
+    }
+    DataDir::init_with_store(root, partitions, store.clone(), None)
+}
+
 /// Open the order service's store for `mode`.
 pub fn open_orders(dir: &DataDir, mode: Mode) -> Result<Box<dyn OrderStore>> {
     match &dir.store {

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::lab::checker::{self, Report};
 use crate::order::{Mode, generate};
@@ -50,8 +49,8 @@ pub struct Scenario {
     pub lease_ms: u64,
     /// Replace the seeded schedule with these `point@hit`s.
     pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
-    /// Orders and outbox in this (empty) PostgreSQL database instead of orders.db.
-    pub postgres: Option<String>,
+    /// Where orders and outbox live (wiped at the start of the run).
+    pub store: crate::store::StoreConfig,
     /// PostgreSQL: the relays are CDC relays on one slot (one streams, the rest stand by),
     /// crashing at the `cdc.*` points instead of the claim relay's.
     pub cdc: bool,
@@ -70,7 +69,7 @@ impl Scenario {
             relay_batch: 10,
             lease_ms: 300,
             explicit: None,
-            postgres: None,
+            store: crate::store::StoreConfig::Sqlite,
             cdc: false,
         }
     }
@@ -120,10 +119,10 @@ pub fn mode_name(mode: Mode) -> &'static str {
 /// Run a scenario in a fresh data directory (`s.dir` is wiped first).
 pub fn run(s: &Scenario) -> Result<Outcome> {
     let started = Instant::now();
-    if s.dir.exists() {
-        std::fs::remove_dir_all(&s.dir).ctx(format!("clearing {}", s.dir.display()))?;
+    let data = crate::store::fresh_data_dir(&s.dir, crate::broker::DEFAULT_PARTITIONS, &s.store)?;
+    if s.cdc {
+        cdc_setup(&data)?;
     }
-    let data = init_store(s)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let schedule = match &s.explicit {
@@ -197,40 +196,15 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     })
 }
 
-/// A fresh data directory; with PostgreSQL, on a database that must hold no orders yet (the
-/// harness never deletes a database's rows: the checker would count old orders as lost).
-fn init_store(s: &Scenario) -> Result<DataDir> {
-    let partitions = crate::broker::DEFAULT_PARTITIONS;
-    let Some(url) = &s.postgres else {
-        if s.cdc {
-            return Err(Error::Input("--cdc needs --postgres URL".into()));
-        }
-        return DataDir::init(&s.dir, partitions);
+/// The CDC relays' slot, on the freshly wiped database (the wipe dropped any old slot, whose
+/// position would hand this run the last run's changes).
+fn cdc_setup(data: &crate::datadir::DataDir) -> Result<()> {
+    let crate::store::StoreConfig::Postgres(url) = &data.store else {
+        return Err(Error::Input("--cdc needs --postgres URL".into()));
     };
     let mut client = crate::store::pg::connect(url, crate::store::pg::DEFAULT_IDLE_IN_TX_MS)?;
-    let has_orders: Option<String> = client
-        .query_one("SELECT to_regclass('orders')::text", &[])
-        .ctx("looking for an orders table")?
-        .get(0);
-    if has_orders.is_some() {
-        let n: i64 = client
-            .query_one("SELECT count(*) FROM orders", &[])
-            .ctx("counting orders")?
-            .get(0);
-        if n > 0 {
-            return Err(Error::Input(format!(
-                "crash-run --postgres needs an empty database; {} already holds {n} orders \
-                 (create a fresh one: CREATE DATABASE …)",
-                crate::store::pg::describe_target(url)
-            )));
-        }
-    }
-    let store = crate::store::StoreConfig::Postgres(url.clone());
-    let data = DataDir::init_with_store(&s.dir, partitions, store, None)?;
-    if s.cdc {
-        crate::store::pg::cdc::setup(&mut client, crate::store::pg::cdc::OutboxRows::Keep)?;
-    }
-    Ok(data)
+    crate::store::pg::cdc::setup(&mut client, crate::store::pg::cdc::OutboxRows::Keep)?;
+    Ok(())
 }
 
 fn relay_restarter(s: &Scenario, schedule: &Schedule) -> restarter::Restarter {

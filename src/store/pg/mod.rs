@@ -99,6 +99,29 @@ pub fn connect(url: &str, idle_in_tx_ms: u64) -> Result<Client> {
     Ok(client)
 }
 
+/// The same server and credentials as `url`, database `dbname`, as `key=value` pairs (for
+/// the lab, which makes a database per benchmark run).
+pub fn url_with_dbname(url: &str, dbname: &str) -> Result<String> {
+    let config = parse(url)?;
+    let mut parts = vec![format!("dbname={dbname}")];
+    for host in config.get_hosts() {
+        match host {
+            Host::Tcp(name) => parts.push(format!("host={name}")),
+            Host::Unix(path) => parts.push(format!("host={}", path.display())),
+        }
+    }
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(password) = config.get_password() {
+        parts.push(format!("password={}", String::from_utf8_lossy(password)));
+    }
+    Ok(parts.join(" "))
+}
+
 /// Client-side TCP keepalive idle time (Unix sockets ignore it).
 pub const KEEPALIVE_IDLE_S: u64 = 10;
 

@@ -163,6 +163,15 @@ impl PgOutbox {
         }
     }
 
+    /// Give a locked-mode claim back unmarked (ROLLBACK): its rows are claimable again at once.
+    /// What a relay does when its append fails; the poll benchmark claims the same rows over.
+    pub fn abandon(&mut self) -> Result<()> {
+        if self.in_claim {
+            self.end_claim("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
     fn mark_lease(&mut self, claim: &Claim) -> Result<usize> {
         let ids: Vec<i64> = claim.rows.iter().map(|r| r.id).collect();
         let marked = self

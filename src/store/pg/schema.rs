@@ -62,12 +62,12 @@ CREATE TABLE IF NOT EXISTS outbox_layout (
 );
 ";
 
-/// Create the schema (idempotent) and the first partitions. An existing database keeps its
-/// partition size; asking for a different one is refused.
-pub fn create(client: &mut Client, partition_rows: i64) -> Result<()> {
-    if partition_rows <= 0 {
+/// Create the schema (idempotent) and the first partitions. `partition_rows` None keeps an
+/// existing database's partition size (or takes the default); a different size is refused.
+pub fn create(client: &mut Client, partition_rows: Option<i64>) -> Result<()> {
+    if let Some(rows) = partition_rows.filter(|rows| *rows <= 0) {
         return Err(Error::Input(format!(
-            "--segment-rows must be positive, got {partition_rows}"
+            "--segment-rows must be positive, got {rows}"
         )));
     }
     let mut tx = client.transaction().ctx("BEGIN (schema)")?;
@@ -78,17 +78,40 @@ pub fn create(client: &mut Client, partition_rows: i64) -> Result<()> {
         .ctx("creating the PostgreSQL schema")?;
     tx.execute(
         "INSERT INTO outbox_layout (partition_rows) VALUES ($1) ON CONFLICT DO NOTHING",
-        &[&partition_rows],
+        &[&partition_rows.unwrap_or(DEFAULT_PARTITION_ROWS)],
     )
     .ctx("recording the partition size")?;
     let existing = partition_rows_of(&mut tx)?;
-    if existing != partition_rows {
+    if let Some(asked) = partition_rows.filter(|rows| *rows != existing) {
         return Err(Error::Input(format!(
-            "this database's outbox has {existing} ids per partition; refusing to change it to {partition_rows}"
+            "this database's outbox has {existing} ids per partition; refusing to change it to {asked}"
         )));
     }
     ensure_partitions(&mut tx)?;
     tx.commit().ctx("COMMIT (schema)")
+}
+
+/// Remove every table this schema made, partitions and detached leftovers included: for the
+/// lab's commands that start from an empty store (`crash-run`, `replicas`, examples).
+pub fn wipe(client: &mut Client) -> Result<()> {
+    // First the CDC slot: its position would hand the next run this run's changes.
+    super::cdc::wipe(client)?;
+    let leftovers = client
+        .query(
+            "SELECT tablename FROM pg_tables
+              WHERE schemaname = current_schema() AND tablename ~ '^outbox_p[0-9]+$'",
+            &[],
+        )
+        .ctx("listing outbox partitions")?;
+    let mut sql = String::from("DROP TABLE IF EXISTS outbox, orders, outbox_layout CASCADE;");
+    for row in &leftovers {
+        let name: String = row.get(0);
+        sql.push_str(&format!("DROP TABLE IF EXISTS {name};"));
+    }
+    sql.push_str("DROP SEQUENCE IF EXISTS outbox_id_seq;");
+    client
+        .batch_execute(&sql)
+        .ctx("wiping the outbox-lab tables")
 }
 
 /// Ids per outbox partition, fixed at init.
@@ -122,6 +145,17 @@ pub fn ensure_partitions(client: &mut postgres::Transaction<'_>) -> Result<()> {
     let current = (next_id - 1).max(0) / rows;
     for n in current..=current + PARTITIONS_AHEAD {
         create_partition(client, n, rows)?;
+    }
+    Ok(())
+}
+
+/// Make sure every partition up to the one holding `last_id` exists (bulk loads).
+pub fn ensure_partitions_through(tx: &mut postgres::Transaction<'_>, last_id: i64) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK_KEY])
+        .ctx("locking partition creation")?;
+    let rows = partition_rows_of(tx)?;
+    for n in 0..=(last_id.max(1) - 1) / rows + PARTITIONS_AHEAD {
+        create_partition(tx, n, rows)?;
     }
     Ok(())
 }

@@ -144,6 +144,27 @@ pub fn setup(client: &mut Client, outbox_rows: OutboxRows) -> Result<(CdcSetting
     Ok((settings, before))
 }
 
+/// Remove this database's slot, publication, trigger function and settings (for the lab's
+/// commands that start from an empty store). A slot still streamed by a live relay is an
+/// error from the server, not something to force.
+pub fn wipe(client: &mut Client) -> Result<()> {
+    if let Some(settings) = read_settings(client)? {
+        client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                  WHERE slot_name = $1",
+                &[&settings.slot],
+            )
+            .ctx(format!("dropping replication slot {}", settings.slot))?;
+    }
+    client
+        .batch_execute(&format!(
+            "DROP PUBLICATION IF EXISTS {PUBLICATION}; DROP TABLE IF EXISTS outbox_cdc;
+             DROP FUNCTION IF EXISTS outbox_notify() CASCADE;"
+        ))
+        .ctx("dropping the CDC publication, settings and trigger")
+}
+
 /// The settings `init --cdc` recorded; None when it never ran on this database.
 pub fn read_settings(client: &mut impl postgres::GenericClient) -> Result<Option<CdcSettings>> {
     let table: Option<String> = client
