@@ -246,7 +246,12 @@ impl Running {
         Ok(Running { child, stderr_path })
     }
 
-    pub(super) fn stop(mut self) -> Result<()> {
+    pub(super) fn stop(self) -> Result<()> {
+        self.stop_totals().map(|_| ())
+    }
+
+    /// Stop it, and return the totals JSON it printed as its last stderr line on the way out.
+    pub(super) fn stop_totals(mut self) -> Result<Value> {
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let status = self.child.wait().ctx("waiting for a benchmark child")?;
@@ -257,7 +262,9 @@ impl Running {
                 stderr.trim()
             )));
         }
-        Ok(())
+        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let last = stderr.lines().last().unwrap_or("null");
+        Ok(serde_json::from_str(last).unwrap_or(Value::Null))
     }
 }
 

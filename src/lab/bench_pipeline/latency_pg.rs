@@ -162,8 +162,11 @@ fn run_once(variant: Variant, bench: &PgLatencyBench, rate: u64, seed: u64) -> R
     std::thread::sleep(Duration::from_millis(SETTLE_MS));
     let (placed, elapsed) = place_steadily(&data, bench, rate, seed)?;
     wait_applied(&data, placed, DRAIN_LIMIT_MS)?;
-    relay.stop()?;
+    let totals = relay.stop_totals()?;
     consumer.stop()?;
+    if variant.cdc {
+        print_cdc_costs(&totals);
+    }
     let latencies = latencies_ms(&data)?;
     drop(data);
     db.drop_it()?;
@@ -172,6 +175,24 @@ fn run_once(variant: Variant, bench: &PgLatencyBench, rate: u64, seed: u64) -> R
         achieved_per_s: placed as f64 / elapsed.as_secs_f64(),
         latencies_ms: latencies,
     })
+}
+
+/// What the SQL interface costs per call: every peek and every advance decodes the WAL again
+/// from the slot's `restart_lsn` (see `docs/cdc.md`).
+fn print_cdc_costs(totals: &Value) {
+    let batches = totals["batches"].as_f64().unwrap_or(0.0);
+    if batches == 0.0 {
+        return;
+    }
+    let per = |field: &str| totals[field].as_f64().unwrap_or(0.0) / batches / 1000.0;
+    println!(
+        "  (CDC relay: {batches} batches, {:.1} events each; per batch: peek {:.2} ms, append {:.2} ms, fdatasync {:.2} ms, advance {:.2} ms)",
+        totals["events"].as_f64().unwrap_or(0.0) / batches,
+        per("peek_us"),
+        per("append_us"),
+        per("sync_us"),
+        per("confirm_us")
+    );
 }
 
 /// `rate` orders a second in total for `duration_ms`, over `writers` connections; order i is
