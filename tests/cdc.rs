@@ -303,3 +303,52 @@ fn relay_cdc_without_a_slot_is_refused_with_the_way_to_make_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cdc needs --postgres"));
 }
+
+#[test]
+fn crash_run_with_cdc_relays_loses_nothing_through_the_cdc_crash_points() {
+    let Some(url) = fresh_database("cdc-crash-run") else {
+        return;
+    };
+    let dir = temp_dir("cdc-crash-run").join("data");
+    let dir = dir.to_str().unwrap();
+    let out = run(&[
+        "crash-run",
+        "--dir",
+        dir,
+        "--postgres",
+        &url,
+        "--cdc",
+        "--relays",
+        "2",
+        "--orders",
+        "80",
+        "--crashes",
+        "8",
+        "--seed",
+        "5",
+        "--json",
+    ]);
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "crash-run --json ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "verdict: {}", outcome["report"]);
+    let fired: Vec<&str> = outcome["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["point"].as_str().unwrap())
+        .collect();
+    assert!(
+        fired.iter().any(|p| p.starts_with("cdc.")),
+        "no CDC relay crash fired: {fired:?}"
+    );
+    assert!(
+        !fired.iter().any(|p| p.starts_with("relay.")),
+        "a claim-relay point in a CDC run: {fired:?}"
+    );
+    assert_eq!(outcome["report"]["lost_count"], 0);
+    assert_eq!(outcome["report"]["applied_twice"], 0);
+}
