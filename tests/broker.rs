@@ -11,7 +11,7 @@ mod common;
 
 use outbox_lab::Error;
 use outbox_lab::broker::{
-    self, Appended, Broker, DEFAULT_PARTITIONS, LogReader, MAX_RECORD_BYTES, RawRecord,
+    self, Appended, Broker, DEFAULT_PARTITIONS, DurableEnd, LogReader, MAX_RECORD_BYTES, RawRecord,
     commit_offset, encode_record, log_path, offset_path, partition_of, read_offset, recover, scan,
 };
 
@@ -243,9 +243,15 @@ fn torn_tail_at_every_byte_is_truncated_on_recovery() {
 
 #[test]
 fn bad_crc_on_the_last_line_is_a_torn_tail() {
+    // The last record is appended but never synced: past the durable end, so a bad CRC there
+    // is what a power cut leaves, and recovery cuts it.
     let dir = test_dir("bad-crc-last");
     let records: Vec<Vec<u8>> = (0..4).map(record).collect();
-    let broker_dir = broker_with(&dir, &records);
+    let broker_dir = broker_with(&dir, &records[..3]);
+    Broker::open(&broker_dir, 1)
+        .unwrap()
+        .write(0, &[&records[3]])
+        .unwrap();
     let path = log_path(&broker_dir, 0);
     let written = scan(&path).unwrap().records;
     let last = written.last().unwrap().clone();
@@ -472,7 +478,9 @@ fn committed_offsets_read_back_and_leave_no_temp_file() {
         [
             "consumer.p0.offset",
             "consumer.p1.offset",
+            "orders.p0.durable",
             "orders.p0.log",
+            "orders.p1.durable",
             "orders.p1.log"
         ]
     );
@@ -767,6 +775,19 @@ fn line_longer_than_any_record_is_corruption() {
         start_bytes,
     );
     expect_corrupt(scan(&path), &path, start_bytes);
+    // Past the durable end it is a bad un-synced tail: recovery cuts it.
+    assert_eq!(recover(&path).unwrap(), MAX_RECORD_BYTES as u64 + 100);
+    assert_eq!(fs::metadata(&path).unwrap().len(), start_bytes);
+
+    // Ended by a '\n' and covered by the durable end, the same line is corruption.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend(std::iter::repeat_n(b'z', MAX_RECORD_BYTES + 100));
+    bytes.push(b'\n');
+    fs::write(&path, &bytes).unwrap();
+    DurableEnd::open(&broker_dir, 0)
+        .unwrap()
+        .rewind_to(bytes.len() as u64)
+        .unwrap();
     expect_corrupt(recover(&path), &path, start_bytes);
     fs::remove_dir_all(&dir).unwrap();
 }

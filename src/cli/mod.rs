@@ -259,6 +259,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel,
+                ..RelayConfig::default()
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;
