@@ -67,8 +67,9 @@ impl Default for RelayConfig {
             batch: 100,
             lease_ms: 5_000,
             sync_in_parallel: false,
-            // A healthy append holds the lock for µs; 100 ms is a frozen holder, not a busy one.
-            lock_wait_ms: 100,
+            // A healthy append holds the lock for µs, but on a loaded machine its holder can be
+            // descheduled for 100s of ms; a full second is a frozen holder, not a slow one.
+            lock_wait_ms: 1_000,
         }
     }
 }
