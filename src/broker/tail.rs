@@ -151,7 +151,7 @@ pub(crate) fn recover_locked(
             "truncating the bad tail of {} at byte {good_end_bytes}",
             path.display()
         ))?;
-        crate::trace::emit("torn_tail_cut", || {
+        crate::trace::emit(crate::trace::Ev::TornTailCut, || {
             serde_json::json!({ "file": path.display().to_string(), "offset_bytes": good_end_bytes,
                                 "cut_bytes": cut_bytes, "durable_end_bytes": durable_end_bytes })
         });

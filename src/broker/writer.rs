@@ -28,7 +28,7 @@ use super::record::encode_record;
 use super::tail::{Recovered, publish_recovered, recover_locked};
 use super::{MAX_RECORD_BYTES, data_dir_of, log_path};
 use crate::broker::sync_pool::SyncPool;
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::error::{Context, Error, Result};
 
 /// Where one `write` put its records: `first_offset_bytes..end_offset_bytes` in the partition.
@@ -155,7 +155,7 @@ impl Broker {
         let first_offset_bytes =
             recover_locked(&p.file, &p.path, &p.durable, known_end_bytes)?.good_end_bytes;
 
-        if crashpoint::due("broker.torn_append") {
+        if crashpoint::due(Point::BrokerTornAppend) {
             tear(&p.file, &self.buf);
         }
         if let Err(e) = (&p.file).write_all(&self.buf) {
@@ -312,7 +312,7 @@ fn tear(file: &File, encoded: &[u8]) -> ! {
         "a torn append must cut inside the first line"
     );
     let _ = (&*file).write_all(&encoded[..cut_bytes]);
-    crashpoint::die("broker.torn_append")
+    crashpoint::die(Point::BrokerTornAppend)
 }
 
 /// fsync a directory, so that entries created or renamed in it survive a power cut.

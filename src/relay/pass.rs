@@ -7,11 +7,11 @@ use serde_json::json;
 
 use crate::broker::{LockWait, partition_of};
 use crate::clock::Clock;
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::error::{Error, Result};
 use crate::outbox::{self, ClaimedRow};
 use crate::relay::Relay;
-use crate::trace;
+use crate::trace::{self, Ev};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassReport {
@@ -56,13 +56,13 @@ impl Relay {
             return Ok(PassReport::default());
         }
         self.trace_claimed(&claim.rows);
-        crashpoint::point("relay.after_claim");
+        crashpoint::point(Point::RelayAfterClaim);
         let claimed_at = Instant::now();
 
         let by_partition = self.group_by_partition(&claim.rows);
         let busy = self.append_all(&by_partition, stop)?;
         let unshipped = self.release_busy(&claim, &by_partition, &busy)?;
-        crashpoint::point("relay.after_append");
+        crashpoint::point(Point::RelayAfterAppend);
         let appended_at = Instant::now();
 
         let touched: Vec<u32> = (0..self.partitions)
@@ -78,15 +78,15 @@ impl Relay {
             }
         }
         trace::emit(
-            "synced",
+            Ev::Synced,
             || json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
         );
-        crashpoint::point("relay.after_sync");
+        crashpoint::point(Point::RelayAfterSync);
         let synced_at = Instant::now();
 
         let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
         let fenced = claim.rows.len() - unshipped - marked;
-        trace::emit("marked", || {
+        trace::emit(Ev::Marked, || {
             json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,
                     "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() })
         });
@@ -131,7 +131,7 @@ impl Relay {
                 Err(e) => return Err(e),
             };
             self.lock_watch.clear(partition);
-            trace::emit("appended", || {
+            trace::emit(Ev::Appended, || {
                 json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
                         "offset_bytes": appended.first_offset_bytes,
                         "event_ids": records.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() })
@@ -141,7 +141,7 @@ impl Relay {
     }
 
     fn note_busy(&mut self, partition: u32, holder_pid: Option<u32>) {
-        trace::emit("lock_busy", || {
+        trace::emit(Ev::LockBusy, || {
             json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
                     "holder_pid": holder_pid })
         });
@@ -189,7 +189,7 @@ impl Relay {
             return;
         }
         trace::emit_many(
-            "claimed",
+            Ev::Claimed,
             rows.iter().map(|r| {
                 json!({ "relay": self.config.name, "pass": self.pass_no, "event_id": r.event_id,
                         "outbox_id": r.id, "aggregate_id": r.aggregate_id,
