@@ -863,3 +863,88 @@ fn append_to_a_cut_log(case_dir: &Path, prefix: &[u8], record: &[u8]) -> (Append
         .unwrap();
     (appended, path)
 }
+
+#[test]
+fn zeroed_page_past_the_durable_end_is_cut_at_its_first_byte_with_everything_after_it() {
+    // A synced prefix, then a 40-record batch appended without sync; the "power cut" zeroes a
+    // page of the batch and cuts its last page short. Recovery must cut at the first zero byte
+    // — not just the torn last line — so nobody ever appends after a hole.
+    let dir = test_dir("zeroed-page");
+    let synced: Vec<Vec<u8>> = (0..10).map(record).collect();
+    let broker_dir = broker_with(&dir, &synced);
+    let path = log_path(&broker_dir, 0);
+    let durable_end_bytes = fs::metadata(&path).unwrap().len();
+    let batch: Vec<Vec<u8>> = (100..140).map(|i| big_record(i, 200)).collect();
+    Broker::open(&broker_dir, 1)
+        .unwrap()
+        .write(0, &refs(&batch))
+        .unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let hole_bytes = durable_end_bytes + 1000;
+    bytes[hole_bytes as usize..hole_bytes as usize + 4096].fill(0);
+    bytes.truncate(bytes.len() - 300);
+    fs::write(&path, &bytes).unwrap();
+
+    // Readers up to the durable end see exactly the synced records; past it they never look.
+    let durable = DurableEnd::open(&broker_dir, 0).unwrap();
+    assert_eq!(durable.read().unwrap(), durable_end_bytes);
+    let seen = LogReader::open(&path)
+        .unwrap()
+        .read_durable(0, usize::MAX, durable_end_bytes)
+        .unwrap();
+    assert_eq!(jsons(&seen), synced);
+
+    let first_bad_bytes = scan(&path)
+        .map(|_| unreachable!("a hole with data after it reads as corruption"))
+        .unwrap_or_else(|e| match e {
+            Error::Corrupt { offset_bytes, .. } => offset_bytes,
+            other => panic!("{other:?}"),
+        });
+    assert!(first_bad_bytes >= durable_end_bytes && first_bad_bytes <= hole_bytes);
+    let appended = Broker::open(&broker_dir, 1)
+        .unwrap()
+        .append_durable(0, &[&record(999)])
+        .unwrap();
+    assert_eq!(
+        appended.first_offset_bytes, first_bad_bytes,
+        "cut at the start of the line the hole begins in"
+    );
+    let after = scan(&path).unwrap();
+    assert_eq!(after.torn_tail_bytes, 0);
+    assert_eq!(after.records.last().unwrap().json, record(999));
+    assert_eq!(
+        durable.read().unwrap(),
+        appended.end_offset_bytes,
+        "published after the sync"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn log_shorter_than_its_durable_end_is_corruption_not_a_torn_tail() {
+    let dir = test_dir("shorter-than-durable");
+    let records: Vec<Vec<u8>> = (0..4).map(record).collect();
+    let broker_dir = broker_with(&dir, &records);
+    let path = log_path(&broker_dir, 0);
+    let len_bytes = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len_bytes - 10)
+        .unwrap();
+    expect_corrupt(recover(&path), &path, len_bytes - 10);
+    expect_corrupt(
+        Broker::open(&broker_dir, 1)
+            .unwrap()
+            .write(0, &[&record(9)]),
+        &path,
+        len_bytes - 10,
+    );
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        len_bytes - 10,
+        "nothing cut or appended"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}

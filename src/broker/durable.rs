@@ -168,9 +168,10 @@ impl DurableEnd {
             SLOT_B_OFFSET_BYTES
         };
         // Not synced: see the module docs for why an older value after a cut is safe.
-        self.file
-            .write_all_at(&encode(slot), at_bytes)
-            .ctx(format!("publishing the durable end in {}", self.path.display()))
+        self.file.write_all_at(&encode(slot), at_bytes).ctx(format!(
+            "publishing the durable end in {}",
+            self.path.display()
+        ))
     }
 
     fn read_slot(&self) -> Result<Slot> {
@@ -255,6 +256,10 @@ mod tests {
         assert_eq!(decode(&bytes), Some(slot));
         bytes[20] ^= 1;
         assert_eq!(decode(&bytes), None);
-        assert_eq!(decode(&[0u8; SLOT_BYTES]), None, "a zeroed slot is not a value");
+        assert_eq!(
+            decode(&[0u8; SLOT_BYTES]),
+            None,
+            "a zeroed slot is not a value"
+        );
     }
 }

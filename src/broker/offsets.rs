@@ -174,7 +174,9 @@ pub fn check_position(log_path: &Path, position: &CommittedPosition) -> Result<(
     };
     let line_bytes = next - mark.offset_bytes;
     if line_bytes as usize > MAX_LINE_BYTES {
-        return Err(mismatch(format!("could not hold a {line_bytes}-byte record")));
+        return Err(mismatch(format!(
+            "could not hold a {line_bytes}-byte record"
+        )));
     }
     let file = File::open(log_path).ctx(format!("opening {}", log_path.display()))?;
     let mut line = vec![0u8; line_bytes as usize];

@@ -335,7 +335,9 @@ pub(crate) fn walk(
         pos = 0;
         // Never past `end_bytes`: to the walk, the file ends there.
         let held_end_bytes = buf_start_bytes + buf.len() as u64;
-        let want_bytes = end_bytes.saturating_sub(held_end_bytes).min(read_bytes as u64) as usize;
+        let want_bytes = end_bytes
+            .saturating_sub(held_end_bytes)
+            .min(read_bytes as u64) as usize;
         let n = match want_bytes {
             0 => 0,
             want_bytes => read_more(file, path, buf, buf_start_bytes, want_bytes)?,

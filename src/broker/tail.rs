@@ -139,8 +139,8 @@ pub(crate) fn recover_locked(
         Some(v) if (durable_end_bytes..=len_bytes).contains(&v) => v,
         _ => window_start(file, path, durable_end_bytes)?,
     };
-    let good_end_bytes = first_bad_byte(file, path, check_from_bytes, durable_end_bytes)?
-        .unwrap_or(len_bytes);
+    let good_end_bytes =
+        first_bad_byte(file, path, check_from_bytes, durable_end_bytes)?.unwrap_or(len_bytes);
     assert!(
         (durable_end_bytes..=len_bytes).contains(&good_end_bytes),
         "recovery: good end {good_end_bytes} outside durable end {durable_end_bytes}..=length {len_bytes}"
@@ -239,7 +239,10 @@ fn first_bad_byte(
         };
         match buf[pos..].iter().position(|&b| b == b'\n') {
             Some(len) if len + 1 > MAX_LINE_BYTES => {
-                return bad(format!("line of {} bytes is longer than any record", len + 1));
+                return bad(format!(
+                    "line of {} bytes is longer than any record",
+                    len + 1
+                ));
             }
             Some(len) => match verify_line(&buf[pos..pos + len]) {
                 Ok(_) => {

@@ -41,7 +41,9 @@ pub fn power_cuts(args: PowerCutsArgs) -> Result<ExitCode> {
         return Err(Error::Input(format!("--runs must be 1..={MAX_RUNS}")));
     }
     if args.cuts == 0 || args.cuts > MAX_CUTS_PER_RUN {
-        return Err(Error::Input(format!("--cuts must be 1..={MAX_CUTS_PER_RUN}")));
+        return Err(Error::Input(format!(
+            "--cuts must be 1..={MAX_CUTS_PER_RUN}"
+        )));
     }
     if args.crashes > crate::lab::harness::schedule::MAX_CRASHES {
         return Err(Error::Input(format!(
@@ -119,8 +121,9 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
             p.len_before_bytes,
             p.len_after_bytes,
             p.shape.map_or("empty", |s| s.name()),
-            p.durable_end_rewound_to
-                .map_or(String::new(), |e| format!(" · durable end came back as {e}"))
+            p.durable_end_rewound_to.map_or(String::new(), |e| format!(
+                " · durable end came back as {e}"
+            ))
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -104,22 +104,31 @@ impl Relay {
     }
 
     /// Append each partition's group, one batch each. A partition whose append lock stays busy
-    /// for `lock_wait_ms` (or until `stop`) is skipped and returned: the others still ship.
+    /// for `lock_wait_ms` (at most a quarter of the lease; or until `stop`) is skipped and
+    /// returned: the others still ship.
     fn append_all(
         &mut self,
         by_partition: &[Vec<(String, Vec<u8>)>],
         stop: &AtomicBool,
     ) -> Result<Vec<u32>> {
-        let wait = LockWait {
-            max_wait_ms: self.config.lock_wait_ms,
-            stop: Some(stop),
-        };
+        // Never wait out a good part of the lease: the rows of the other partitions in this
+        // claim would be fenced by the time we mark them.
+        let first_wait_ms = self.config.lock_wait_ms.min(self.config.lease_ms / 4);
         let mut busy = Vec::new();
         for (partition, records) in by_partition.iter().enumerate() {
             if records.is_empty() {
                 continue;
             }
             let partition = partition as u32;
+            // A partition already known busy gets one try, no wait: a frozen holder costs the
+            // relay one bounded wait, not one per pass.
+            let wait = LockWait {
+                max_wait_ms: match self.lock_watch.is_busy(partition) {
+                    true => 0,
+                    false => first_wait_ms,
+                },
+                stop: Some(stop),
+            };
             let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
             let appended = match self.broker.write_within(partition, &slices, &wait) {
                 Ok(appended) => appended,
@@ -145,7 +154,10 @@ impl Relay {
             json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
                     "holder_pid": holder_pid })
         });
-        if let Some(report) = self.lock_watch.busy(&self.config.name, partition, holder_pid) {
+        if let Some(report) = self
+            .lock_watch
+            .busy(&self.config.name, partition, holder_pid)
+        {
             eprintln!("{report}");
         }
     }

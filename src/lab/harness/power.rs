@@ -185,7 +185,10 @@ pub fn cut_partition(
         .write(true)
         .open(&path)
         .ctx(format!("opening {} for a power cut", path.display()))?;
-    let len_before_bytes = file.metadata().ctx(format!("stat {}", path.display()))?.len();
+    let len_before_bytes = file
+        .metadata()
+        .ctx(format!("stat {}", path.display()))?
+        .len();
     if len_before_bytes < durable_end_bytes {
         return Err(Error::Corrupt {
             file: path.clone(),
@@ -199,7 +202,14 @@ pub fn cut_partition(
     let (from, to) = if tail_bytes == 0 {
         (len_before_bytes, len_before_bytes)
     } else {
-        damage(&file, &path, durable_end_bytes, len_before_bytes, shape, rng)?
+        damage(
+            &file,
+            &path,
+            durable_end_bytes,
+            len_before_bytes,
+            shape,
+            rng,
+        )?
     };
     if let Some(end) = rewound_to {
         durable.rewind_to(end)?;
@@ -213,7 +223,10 @@ pub fn cut_partition(
         shape: (tail_bytes > 0).then_some(shape),
         damaged_from_bytes: from,
         damaged_to_bytes: to,
-        len_after_bytes: file.metadata().ctx(format!("stat {}", path.display()))?.len(),
+        len_after_bytes: file
+            .metadata()
+            .ctx(format!("stat {}", path.display()))?
+            .len(),
         durable_end_rewound_to: rewound_to,
     })
 }
@@ -255,7 +268,11 @@ fn damage(
 
 /// A record boundary in `[0, durable_end)`, drawn at random: an older durable end the
 /// (un-synced) watermark file could come back with.
-fn older_boundary(path: &std::path::Path, durable_end_bytes: u64, rng: &mut fastrand::Rng) -> Result<u64> {
+fn older_boundary(
+    path: &std::path::Path,
+    durable_end_bytes: u64,
+    rng: &mut fastrand::Rng,
+) -> Result<u64> {
     let mut boundaries = vec![0];
     let mut reader = broker::LogReader::open(path)?;
     let records = reader.read_durable(0, usize::MAX, durable_end_bytes)?;
