@@ -1,8 +1,7 @@
 //! When a partition's append lock stays busy: keep the other partitions flowing, and say so.
 //!
-//! A relay waits for an append lock at most `lock_wait_ms` (and at most a quarter of its
-//! lease) per batch (see [`crate::broker::LockWait`]); once a partition is known busy, later
-//! passes try its lock once without waiting, until an append to it succeeds again. When that runs out, the batch's rows for that partition are
+//! A relay waits for an append lock at most `lock_wait_ms` (and at most half its lease) per
+//! batch (see [`crate::broker::LockWait`]). When that runs out, the batch's rows for that partition are
 //! not appended; the pass releases them (they keep their lease time, so nobody, not even this
 //! relay, claims them again until it runs out) and ships the other partitions as usual. Left
 //! to that alone, a frozen lock holder would be invisible: every pass simply skips its
@@ -51,11 +50,6 @@ impl LockWatch {
             "{relay}: partition {partition}'s append lock held by {holder} for {held_s} s; \
              its rows wait for their lease, the other partitions keep flowing"
         ))
-    }
-
-    /// Was the partition's lock busy last time we tried?
-    pub fn is_busy(&self, partition: u32) -> bool {
-        self.busy.contains_key(&partition)
     }
 
     /// The partition took an append again.

@@ -104,31 +104,27 @@ impl Relay {
     }
 
     /// Append each partition's group, one batch each. A partition whose append lock stays busy
-    /// for `lock_wait_ms` (at most a quarter of the lease; or until `stop`) is skipped and
-    /// returned: the others still ship.
+    /// for `lock_wait_ms` (at most half the lease; or until `stop`) is skipped and returned:
+    /// the others still ship.
     fn append_all(
         &mut self,
         by_partition: &[Vec<(String, Vec<u8>)>],
         stop: &AtomicBool,
     ) -> Result<Vec<u32>> {
-        // Never wait out a good part of the lease: the rows of the other partitions in this
-        // claim would be fenced by the time we mark them.
-        let first_wait_ms = self.config.lock_wait_ms.min(self.config.lease_ms / 4);
+        // Never wait out more than half the lease: the rows of the other partitions in this
+        // claim would be fenced by the time we mark them. A frozen holder's partition then
+        // costs one such wait per lease period (its rows keep their lease when released),
+        // while a merely slow holder on a loaded machine is still waited for.
+        let wait = LockWait {
+            max_wait_ms: self.config.lock_wait_ms.min(self.config.lease_ms / 2),
+            stop: Some(stop),
+        };
         let mut busy = Vec::new();
         for (partition, records) in by_partition.iter().enumerate() {
             if records.is_empty() {
                 continue;
             }
             let partition = partition as u32;
-            // A partition already known busy gets one try, no wait: a frozen holder costs the
-            // relay one bounded wait, not one per pass.
-            let wait = LockWait {
-                max_wait_ms: match self.lock_watch.is_busy(partition) {
-                    true => 0,
-                    false => first_wait_ms,
-                },
-                stop: Some(stop),
-            };
             let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
             let appended = match self.broker.write_within(partition, &slices, &wait) {
                 Ok(appended) => appended,
