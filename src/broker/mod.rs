@@ -57,7 +57,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 
 pub use offsets::{commit_offset, offset_path, read_offset};
-pub use reader::{LogReader, RawRecord, Scan, scan};
+pub use reader::{LogReader, RawRecord, Scan, scan, scan_each};
 pub use record::encode_record;
 pub use tail::recover;
 pub use writer::{Appended, Broker};
