@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_pipeline;
+mod checklab;
 mod cleanup;
 mod lab;
 mod place;
@@ -131,6 +132,9 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// Fixture builder: write a drained run of N orders straight into a fresh data directory
+    /// (for measuring `verify` at scale; not a pipeline run).
+    Fixture(checklab::FixtureArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -327,5 +331,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replicas(args) => lab::replicas(args),
         Command::Cleanup(args) => cleanup::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fixture(args) => checklab::fixture(args),
     }
 }

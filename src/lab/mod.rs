@@ -15,6 +15,7 @@ pub mod checker;
 pub mod claims;
 pub mod compare;
 pub mod demo;
+pub mod fixture;
 pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
