@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_pipeline;
+mod bounds;
 mod checklab;
 mod cleanup;
 mod lab;
@@ -95,7 +96,7 @@ pub enum Command {
     Consume {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
@@ -115,7 +116,7 @@ pub enum Command {
     Verify {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         #[arg(long)]
         json: bool,

@@ -131,7 +131,11 @@ fn insert_orders(tx: &Transaction<'_>, ids: std::ops::RangeInclusive<u64>) -> Re
         )
         .ctx("preparing the fixture's order insert")?;
     for id in ids {
-        let status = if last_seq(id) == 3 { "shipped" } else { "placed" };
+        let status = if last_seq(id) == 3 {
+            "shipped"
+        } else {
+            "placed"
+        };
         stmt.execute(params![
             id as i64,
             format!("fixture-{id}"),
@@ -162,7 +166,11 @@ fn append(
                 continue;
             }
             let json = serde_json::to_vec(event).expect("an event serialises");
-            let copies = if (built.records + i as u64).is_multiple_of(DUPLICATE_EVERY) { 2 } else { 1 };
+            let copies = if (built.records + i as u64).is_multiple_of(DUPLICATE_EVERY) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 lines.push(json.clone());
             }
@@ -179,7 +187,10 @@ fn append(
             // One line: 8 hex digits of CRC, a space, the JSON, a newline.
             offset += (json_len as u64 + 10) * copies;
         }
-        assert_eq!(offset, appended.end_offset_bytes, "fixture: record sizes add up");
+        assert_eq!(
+            offset, appended.end_offset_bytes,
+            "fixture: record sizes add up"
+        );
     }
     built.records += events.len() as u64 + events.len() as u64 / DUPLICATE_EVERY;
     Ok(positions)
@@ -205,7 +216,9 @@ fn apply(tx: &Transaction<'_>, events: &[Event], positions: &[(u32, u64)]) -> Re
         .ctx("preparing the fixture's points update")?;
     for (event, (partition, offset)) in events.iter().zip(positions) {
         let (customer, points) = crate::consumer::apply::points_for(event);
-        inbox.execute(params![event.event_id]).ctx("fixture inbox")?;
+        inbox
+            .execute(params![event.event_id])
+            .ctx("fixture inbox")?;
         effect
             .execute(params![
                 event.event_id,
@@ -219,7 +232,9 @@ fn apply(tx: &Transaction<'_>, events: &[Event], positions: &[(u32, u64)]) -> Re
             ])
             .ctx("fixture effect")?;
         if let Some(customer) = customer {
-            credit.execute(params![customer, points]).ctx("fixture points")?;
+            credit
+                .execute(params![customer, points])
+                .ctx("fixture points")?;
         }
     }
     Ok(())

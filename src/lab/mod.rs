@@ -20,3 +20,4 @@ pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
 pub mod replicas;
+pub mod rundir;
