@@ -136,6 +136,9 @@ pub enum Command {
     /// Fixture builder: write a drained run of N orders straight into a fresh data directory
     /// (for measuring `verify` at scale; not a pipeline run).
     Fixture(checklab::FixtureArgs),
+    /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
+    /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
+    Campaign(checklab::CampaignArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -333,5 +336,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cleanup(args) => cleanup::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fixture(args) => checklab::fixture(args),
+        Command::Campaign(args) => checklab::campaign(args),
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod bench_pipeline;
+pub mod campaign;
 pub mod checker;
 pub mod claims;
 pub mod compare;
