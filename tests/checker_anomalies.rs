@@ -507,3 +507,26 @@ fn verify_ok_after_cleanup_with_lifecycle_events_segments() {
         &["--outbox-layout", "partitioned", "--segment-rows", "50"],
     );
 }
+
+#[test]
+fn the_fixture_builder_writes_a_run_the_checker_passes() {
+    let dir = common::init("fixture");
+    let built: serde_json::Value =
+        serde_json::from_str(&common::ok(&["fixture", "--dir", &dir, "--orders", "400"])).unwrap();
+    assert_eq!(
+        built["events"],
+        400 + 100 * 2,
+        "every 4th order paid and shipped"
+    );
+    let r = common::verify_json(&dir);
+    assert_eq!(r["records_in_log"], built["records"]);
+    assert_eq!(r["applied_once"], built["events"]);
+    assert_eq!(r["redelivered"], 6, "one copy in a hundred");
+    common::ok(&["verify", "--dir", &dir]);
+    let again = common::run(&["fixture", "--dir", &dir, "--orders", "1"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a second build into the same directory is refused"
+    );
+}

@@ -166,7 +166,7 @@ fn append(
                 continue;
             }
             let json = serde_json::to_vec(event).expect("an event serialises");
-            let copies = if (built.records + i as u64).is_multiple_of(DUPLICATE_EVERY) {
+            let copies = if (built.events + i as u64).is_multiple_of(DUPLICATE_EVERY) {
                 2
             } else {
                 1
@@ -179,6 +179,7 @@ fn append(
         if lines.is_empty() {
             continue;
         }
+        built.records += lines.len() as u64;
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
         let appended = broker.write(partition, &refs)?;
         let mut offset = appended.first_offset_bytes;
@@ -192,7 +193,6 @@ fn append(
             "fixture: record sizes add up"
         );
     }
-    built.records += events.len() as u64 + events.len() as u64 / DUPLICATE_EVERY;
     Ok(positions)
 }
 
