@@ -8,7 +8,6 @@
 pub mod cleanup;
 pub mod orders;
 pub mod outbox;
-pub mod read;
 pub mod schema;
 
 use std::str::FromStr;

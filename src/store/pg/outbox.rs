@@ -52,6 +52,9 @@ pub struct PgOutbox {
     mode: ClaimMode,
     /// Locked mode: a claim's transaction is open (between `claim` and `mark`).
     in_claim: bool,
+    /// Locked mode: rows of the open claim given up unappended; the mark skips them and the
+    /// COMMIT unlocks them, so the next claim anywhere can take them.
+    released: Vec<i64>,
 }
 
 impl PgOutbox {
@@ -64,6 +67,7 @@ impl PgOutbox {
             client: pg::connect(url, pg::DEFAULT_IDLE_IN_TX_MS)?,
             mode,
             in_claim: false,
+            released: Vec::new(),
         })
     }
 
@@ -125,6 +129,7 @@ impl PgOutbox {
     /// End the claim's transaction; a session the server cut off is replaced.
     fn end_claim(&mut self, how: &str) -> Result<()> {
         self.in_claim = false;
+        self.released.clear();
         self.client.batch_execute(how).ctx(how.to_string())
     }
 
@@ -132,12 +137,18 @@ impl PgOutbox {
     /// works, and report the claim as lost.
     fn reconnect(&mut self) -> Result<()> {
         self.in_claim = false;
+        self.released.clear();
         self.client = pg::connect(&self.url, pg::DEFAULT_IDLE_IN_TX_MS)?;
         Ok(())
     }
 
     fn mark_locked(&mut self, claim: &Claim) -> Result<usize> {
-        let ids: Vec<i64> = claim.rows.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = claim
+            .rows
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !self.released.contains(id))
+            .collect();
         let marked = self.client.execute(
             &format!(
                 "UPDATE outbox SET published_at_us = {NOW_US}, attempts = attempts + 1
@@ -239,6 +250,27 @@ impl crate::store::OutboxStore for PgOutbox {
             claim.rows.len()
         );
         Ok(marked)
+    }
+
+    fn release_unshipped(&mut self, claim: &Claim, ids: &[i64]) -> Result<usize> {
+        match self.mode {
+            ClaimMode::Locked => {
+                assert!(self.in_claim, "release inside a claim's transaction");
+                self.released.extend_from_slice(ids);
+                Ok(ids.len())
+            }
+            // As on SQLite: the token goes (the mark cannot touch them), the lease time stays.
+            ClaimMode::Lease => {
+                let released = self
+                    .client
+                    .execute(
+                        "UPDATE outbox SET lease_owner = NULL WHERE id = ANY($1) AND lease_owner = $2",
+                        &[&ids, &claim.token],
+                    )
+                    .ctx("releasing unshipped rows")?;
+                Ok(released as usize)
+            }
+        }
     }
 
     fn unpublished_count(&mut self) -> Result<u64> {
