@@ -38,6 +38,15 @@ pub enum Error {
     Input(String),
     /// A replication slot handed back a change this decoder cannot read: never skipped.
     Decode { slot: String, reason: String },
+    /// A file lock stayed busy for the whole bounded wait (or the wait was told to stop).
+    LockBusy {
+        file: PathBuf,
+        /// Who holds it, when the kernel says.
+        holder_pid: Option<u32>,
+        waited_ms: u64,
+        /// The wait ended because the process was asked to stop, not because time ran out.
+        stopped: bool,
+    },
 }
 
 impl fmt::Display for Error {
@@ -64,6 +73,20 @@ impl fmt::Display for Error {
             Error::Input(msg) => write!(f, "{msg}"),
             Error::Decode { slot, reason } => {
                 write!(f, "replication slot {slot}: undecodable change: {reason}")
+            }
+            Error::LockBusy {
+                file,
+                holder_pid,
+                waited_ms,
+                stopped,
+            } => {
+                let holder = holder_pid.map_or("an unknown process".into(), |p| format!("pid {p}"));
+                let why = if *stopped { ", then asked to stop" } else { "" };
+                write!(
+                    f,
+                    "the lock on {} is held by {holder}: waited {waited_ms} ms{why}",
+                    file.display()
+                )
             }
         }
     }

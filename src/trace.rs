@@ -36,6 +36,8 @@ pub enum Ev {
     TornTailCut,
     Cleaned,
     InboxSwept,
+    /// A relay gave up waiting for a partition's append lock (`partition`, `holder_pid`).
+    LockBusy,
     /// The CDC relay decoded committed outbox inserts from its replication slot.
     Received,
     /// The CDC relay advanced its slot past what it had durably appended.
@@ -43,7 +45,7 @@ pub enum Ev {
 }
 
 impl Ev {
-    pub const ALL: [Ev; 17] = [
+    pub const ALL: [Ev; 18] = [
         Ev::Placed,
         Ev::Committed,
         Ev::Claimed,
@@ -59,6 +61,7 @@ impl Ev {
         Ev::TornTailCut,
         Ev::Cleaned,
         Ev::InboxSwept,
+        Ev::LockBusy,
         Ev::Received,
         Ev::Confirmed,
     ];
@@ -80,6 +83,7 @@ impl Ev {
             Ev::TornTailCut => "torn_tail_cut",
             Ev::Cleaned => "cleaned",
             Ev::InboxSwept => "inbox_swept",
+            Ev::LockBusy => "lock_busy",
             Ev::Received => "received",
             Ev::Confirmed => "confirmed",
         }

@@ -14,9 +14,12 @@ use crate::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct CrashRunArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[arg(long, default_value_t = 300)]
@@ -32,6 +35,10 @@ pub struct CrashRunArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 300)]
     pub lease_ms: u64,
+    /// Also cut the power this many times while orders are placed: every process dies at
+    /// once and each log's un-synced tail is kept, cut, zeroed or garbled (outbox mode only).
+    #[arg(long, default_value_t = 0)]
+    pub power_cuts: usize,
     /// Instead of the seeded schedule, crash exactly here (`point@hit`, repeatable; see
     /// `crash-points`). Client hits count placements over the whole run.
     #[arg(long = "crash")]
@@ -49,6 +56,7 @@ pub struct CrashRunArgs {
 }
 
 pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     if args.crashes > harness::schedule::MAX_CRASHES {
         return Err(Error::Input(format!(
             "--crashes is at most {}",
@@ -58,6 +66,17 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
     if args.orders == 0 || args.relays == 0 || args.batch == 0 {
         return Err(Error::Input(
             "--orders, --relays and --batch must be positive".into(),
+        ));
+    }
+    if args.power_cuts > crate::lab::power_campaign::MAX_CUTS_PER_RUN {
+        return Err(Error::Input(format!(
+            "--power-cuts is at most {}",
+            crate::lab::power_campaign::MAX_CUTS_PER_RUN
+        )));
+    }
+    if args.power_cuts > 0 && args.mode != Mode::Outbox {
+        return Err(Error::Input(
+            "--power-cuts needs --mode outbox: the naive modes lose events without any cut".into(),
         ));
     }
     let explicit = if args.crash.is_empty() {
@@ -75,6 +94,7 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         lease_ms: args.lease_ms,
         store: store_of(args.postgres),
         cdc: args.cdc,
+        power_cuts: args.power_cuts,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
     let outcome = harness::run(&scenario)?;
@@ -124,9 +144,12 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct ReplicasArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Orders, each with its lifecycle (about 2.2 events per order).
@@ -157,6 +180,7 @@ fn store_of(postgres: Option<String>) -> crate::store::StoreConfig {
 }
 
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     crate::crashpoint::parse_spec(&args.crash.join(",")).map_err(Error::Input)?;
     if args.relays == 0 || args.relays > 64 || args.batch == 0 {
         return Err(Error::Input(

@@ -9,10 +9,13 @@
 mod bench;
 mod bench_pg;
 mod bench_pipeline;
+mod bounds;
 mod cdc;
+mod checklab;
 mod cleanup;
 mod lab;
 mod place;
+mod power;
 mod sweep;
 
 use std::path::PathBuf;
@@ -114,7 +117,7 @@ pub enum Command {
     Consume {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
@@ -136,7 +139,7 @@ pub enum Command {
     Verify {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         #[arg(long)]
         json: bool,
@@ -145,6 +148,10 @@ pub enum Command {
     CrashPoints,
     /// Run the pipeline as real processes, SIGKILLed on a seeded crash schedule, then verify.
     CrashRun(lab::CrashRunArgs),
+    /// Many crash runs with power cuts (logs lose their un-synced tails), across seeds.
+    PowerCuts(power::PowerCutsArgs),
+    /// Simulate one power cut on a data directory whose processes are all dead.
+    PowerCut(power::PowerCutArgs),
     /// Tell the story of one event (or one client request) from trace.jsonl.
     Trace(lab::TraceArgs),
     /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
@@ -153,6 +160,12 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// Fixture builder: write a drained run of N orders straight into a fresh data directory
+    /// (for measuring `verify` at scale; not a pipeline run).
+    Fixture(checklab::FixtureArgs),
+    /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
+    /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
+    Campaign(checklab::CampaignArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -316,6 +329,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel,
                 claim_mode,
+                ..RelayConfig::default()
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;
@@ -379,9 +393,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CrashRun(args) => lab::crash_run(args),
+        Command::PowerCuts(args) => power::power_cuts(args),
+        Command::PowerCut(args) => power::power_cut(args),
         Command::Trace(args) => lab::trace(args),
         Command::Replicas(args) => lab::replicas(args),
         Command::Cleanup(args) => cleanup::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fixture(args) => checklab::fixture(args),
+        Command::Campaign(args) => checklab::campaign(args),
     }
 }

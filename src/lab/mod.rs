@@ -5,6 +5,7 @@
 //! - [`checker`]: `verify` — lost, ghost, redelivered, applied twice, out of order;
 //! - [`harness`]: real child processes SIGKILLed on a seeded schedule, restarted, drained;
 //!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
+//! - [`power_campaign`]: many power cuts ([`harness::power`]) across seeds, summed up;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
 //! - [`pg_cluster`]: a throwaway PostgreSQL for the `postgres` example and the benchmarks;
@@ -13,12 +14,16 @@
 pub mod bench;
 pub mod bench_pg;
 pub mod bench_pipeline;
+pub mod campaign;
 pub mod checker;
 pub mod claims;
 pub mod compare;
 pub mod demo;
+pub mod fixture;
 pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
 pub mod pg_cluster;
+pub mod power_campaign;
 pub mod replicas;
+pub mod rundir;

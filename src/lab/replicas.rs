@@ -61,6 +61,7 @@ pub fn run(r: &Replicas) -> Result<ReplicasOutcome> {
     assert!(r.relays >= 1, "at least one relay");
     let started = Instant::now();
     let data = crate::store::fresh_data_dir(&r.dir, crate::broker::DEFAULT_PARTITIONS, &r.store)?;
+    crate::lab::rundir::mark(&r.dir)?;
     let logs = r.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let dir = r.dir.display().to_string();

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::broker::{Broker, partition_of};
+use crate::broker::{Broker, LockWait, partition_of};
 use crate::crashpoint::{self, Point};
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
@@ -94,7 +94,15 @@ impl CdcRelay {
                 dir.store.describe()
             )));
         };
-        let broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
+        let mut broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
+        // After a crash or power cut: records that survived whole past a durable end become
+        // readable, a torn or unsynced tail is cut (what the slot still holds comes again).
+        for partition in 0..broker.partitions() {
+            match broker.recover_partition(partition, &LockWait::patient()) {
+                Ok(_) | Err(Error::LockBusy { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let waiting_since = Instant::now();
         let Some(stream) = CdcStream::acquire(url, stop, on_standby)? else {
             return Ok(None);

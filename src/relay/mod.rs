@@ -7,6 +7,7 @@
 //!     append  one write() per partition          (records grouped by partition, id order)
 //!             ── relay.after_append
 //!     sync    sync_data() per partition touched  (now the records survive power loss)
+//!             then publish each one's durable end (now consumers may read them)
 //!             ── relay.after_sync
 //!     mark    published_at_us, only where the lease is still mine
 //!     idle?   sleep poll_ms — or, with the doorbell, until orders.db-wal is written
@@ -24,11 +25,12 @@
 
 pub mod cdc;
 mod cleanup;
+mod lock_watch;
 mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, LockWait};
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::store::{ClaimMode, OutboxStore};
@@ -52,6 +54,9 @@ pub struct RelayConfig {
     pub sync_in_parallel: bool,
     /// PostgreSQL only: row locks held across append and sync, or a lease (see `store::pg`).
     pub claim_mode: ClaimMode,
+    /// The longest a batch waits for a partition's append lock before its rows are left to
+    /// their lease and the pass moves on (see [`lock_watch`]).
+    pub lock_wait_ms: u64,
 }
 
 impl Default for RelayConfig {
@@ -64,6 +69,9 @@ impl Default for RelayConfig {
             lease_ms: 5_000,
             sync_in_parallel: false,
             claim_mode: ClaimMode::default(),
+            // A healthy append holds the lock for µs, but on a loaded machine its holder can be
+            // descheduled for 100s of ms; a full second is a frozen holder, not a slow one.
+            lock_wait_ms: 1_000,
         }
     }
 }
@@ -84,6 +92,8 @@ pub struct RelayTotals {
     pub mark_us: u64,
     /// fdatasync calls (one per partition touched per pass).
     pub syncs: u64,
+    /// Claimed rows not appended because their partition's append lock stayed busy.
+    pub unshipped: u64,
 }
 
 /// Totals of several relays (a benchmark's threads) add up field by field.
@@ -99,6 +109,7 @@ impl std::ops::AddAssign<&RelayTotals> for RelayTotals {
         self.sync_us += t.sync_us;
         self.mark_us += t.mark_us;
         self.syncs += t.syncs;
+        self.unshipped += t.unshipped;
     }
 }
 
@@ -114,6 +125,7 @@ impl RelayTotals {
         self.sync_us += report.sync_us;
         self.mark_us += report.mark_us;
         self.syncs += report.partitions_touched as u64;
+        self.unshipped += report.unshipped as u64;
     }
 }
 
@@ -130,13 +142,15 @@ pub struct Relay {
     /// Set by `with_cleanup`: the relay also removes old published rows.
     cleanup: Option<CleanupSchedule>,
     waiter: Waiter,
+    lock_watch: lock_watch::LockWatch,
 }
 
 impl Relay {
     pub fn open(dir: &DataDir, config: RelayConfig) -> Result<Relay> {
         assert!(config.lease_ms > 0, "lease_ms must be positive");
         let mut store = crate::store::open_outbox(dir, config.claim_mode)?;
-        let broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
+        let mut broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
+        recover_partitions(&mut broker, &config)?;
         let waiter = match (config.wake, store.doorbell_file()) {
             (WakeMode::Poll, _) => Waiter::open(WakeMode::Poll, &dir.root, "")?,
             (WakeMode::Doorbell, Some(file)) => Waiter::open(WakeMode::Doorbell, &dir.root, file)?,
@@ -165,6 +179,7 @@ impl Relay {
             incarnation: fastrand::u32(..),
             cleanup: None,
             waiter,
+            lock_watch: lock_watch::LockWatch::default(),
         })
     }
 
@@ -183,7 +198,7 @@ impl Relay {
             if self.config.wake == WakeMode::Notify {
                 self.store.drain_notifications()?;
             }
-            let report = self.pass()?;
+            let report = self.pass_until(stop)?;
             self.cleanup_if_due(stop)?;
             if report.claimed > 0 {
                 totals.add(&report);
@@ -206,4 +221,23 @@ impl Relay {
     pub fn unpublished_count(&mut self) -> Result<u64> {
         self.store.unpublished_count()
     }
+}
+
+/// A relay starting (perhaps after a crash or a power cut) recovers every partition: checks
+/// everything past the durable end, cuts at the first bad byte, syncs and publishes. Without
+/// this, records that survived a power cut past a durable end that came back older would stay
+/// unreadable until someone appended to that partition again. A partition whose append lock
+/// stays busy is skipped: its holder is alive and will sync and publish itself.
+fn recover_partitions(broker: &mut Broker, config: &RelayConfig) -> Result<()> {
+    let wait = LockWait {
+        max_wait_ms: config.lock_wait_ms,
+        stop: None,
+    };
+    for partition in 0..broker.partitions() {
+        match broker.recover_partition(partition, &wait) {
+            Ok(_) | Err(Error::LockBusy { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

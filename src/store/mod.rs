@@ -12,13 +12,12 @@
 //! the data directory (broker log, offsets, `consumer.db`, `trace.jsonl`) stays local in both
 //! cases: the consumer is another service with its own database.
 //!
-//! The seam is three traits, each opened once from the data directory:
+//! The seam is two traits, each opened once from the data directory:
 //!
 //! | trait | who uses it | what it does |
 //! |---|---|---|
 //! | [`OrderStore`] | `place`, `pay`, `ship` | order + event in one transaction (or the naive dual writes) |
 //! | [`OutboxStore`] | the relay, `cleanup` | claim a batch, mark it published, remove old published rows |
-//! | [`CommittedReader`] | the checker | every committed order and outbox row, read-only |
 //!
 //! The relay, broker, consumer and crash harness never ask which store is behind them.
 
@@ -75,6 +74,9 @@ pub trait OutboxStore: Send {
     fn claim(&mut self, token: &str, lease_ms: u64, batch: usize) -> Result<Claim>;
     /// Mark the claim's rows published where it still holds them; returns how many.
     fn mark(&mut self, claim: &Claim) -> Result<usize>;
+    /// Give up the claim's rows `ids`, which were not appended (their partition's append lock
+    /// stayed busy): the coming `mark` must not touch them; returns how many were released.
+    fn release_unshipped(&mut self, claim: &Claim, ids: &[i64]) -> Result<usize>;
     /// Rows not yet published, including those under someone's claim.
     fn unpublished_count(&mut self) -> Result<u64>;
     /// Remove published rows older than `config.retention_ms` before `now_us`; never an
@@ -103,33 +105,6 @@ pub trait OutboxStore: Send {
         let _ = (stop, max_wait_ms);
         unreachable!("wait_notified on a store whose listen() said false")
     }
-}
-
-/// A committed order, as the checker reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderRow {
-    pub id: i64,
-    pub request_id: String,
-    pub customer: String,
-    pub amount_cents: i64,
-    pub last_seq: i64,
-}
-
-/// An outbox row still in the table, as the checker reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRow {
-    pub event_id: String,
-    pub aggregate_id: String,
-    pub aggregate_seq: i64,
-    pub published: bool,
-}
-
-/// The checker's read-only view of the store.
-pub trait CommittedReader {
-    /// Every committed order, by id.
-    fn orders(&mut self) -> Result<Vec<OrderRow>>;
-    /// Every outbox row still present (cleanup may have removed published ones), by id.
-    fn outbox(&mut self) -> Result<Vec<OutboxRow>>;
 }
 
 /// How a PostgreSQL relay claims (SQLite has one way: the lease).
@@ -176,13 +151,5 @@ pub fn open_outbox(dir: &DataDir, claim_mode: ClaimMode) -> Result<Box<dyn Outbo
     match &dir.store {
         StoreConfig::Sqlite => Ok(Box::new(sqlite::SqliteOutbox::open(dir)?)),
         StoreConfig::Postgres(url) => Ok(Box::new(pg::outbox::PgOutbox::open(url, claim_mode)?)),
-    }
-}
-
-/// Open the checker's read-only view.
-pub fn open_reader(dir: &DataDir) -> Result<Box<dyn CommittedReader>> {
-    match &dir.store {
-        StoreConfig::Sqlite => Ok(Box::new(sqlite::SqliteReader::open(dir)?)),
-        StoreConfig::Postgres(url) => Ok(Box::new(pg::read::PgReader::open(url)?)),
     }
 }

@@ -2,17 +2,17 @@
 
 use std::sync::atomic::AtomicBool;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use crate::clock::Clock;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::order::lifecycle::Transition;
 use crate::order::{OrderRequest, OrderService, Placed};
 use crate::outbox::cleanup::{self, CleanupConfig, CleanupReport, Pacer};
 use crate::outbox::{self, Claim};
-use crate::store::{CommittedReader, OrderRow, OrderStore, OutboxRow, OutboxStore};
+use crate::store::{OrderStore, OutboxStore};
 
 impl OrderStore for OrderService {
     fn place(&mut self, request: &OrderRequest) -> Result<Placed> {
@@ -43,6 +43,9 @@ impl OutboxStore for SqliteOutbox {
     fn mark(&mut self, claim: &Claim) -> Result<usize> {
         outbox::mark_published(&mut self.conn, claim, Clock::system())
     }
+    fn release_unshipped(&mut self, claim: &Claim, ids: &[i64]) -> Result<usize> {
+        outbox::release_unshipped(&mut self.conn, claim, ids)
+    }
     fn unpublished_count(&mut self) -> Result<u64> {
         outbox::unpublished_count(&self.conn)
     }
@@ -58,55 +61,5 @@ impl OutboxStore for SqliteOutbox {
     fn doorbell_file(&self) -> Option<&'static str> {
         // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
         Some("orders.db-wal")
-    }
-}
-
-pub struct SqliteReader {
-    conn: Connection,
-}
-
-impl SqliteReader {
-    pub fn open(dir: &DataDir) -> Result<SqliteReader> {
-        let path = dir.orders_db();
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .ctx(format!("opening {} read-only", path.display()))?;
-        Ok(SqliteReader { conn })
-    }
-}
-
-impl CommittedReader for SqliteReader {
-    fn orders(&mut self) -> Result<Vec<OrderRow>> {
-        self.conn
-            .prepare(
-                "SELECT id, request_id, customer, amount_cents, last_seq FROM orders ORDER BY id",
-            )?
-            .query_map([], |r| {
-                Ok(OrderRow {
-                    id: r.get(0)?,
-                    request_id: r.get(1)?,
-                    customer: r.get(2)?,
-                    amount_cents: r.get(3)?,
-                    last_seq: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .ctx("reading orders")
-    }
-    fn outbox(&mut self) -> Result<Vec<OutboxRow>> {
-        self.conn
-            .prepare(
-                "SELECT event_id, aggregate_id, aggregate_seq, published_at_us IS NOT NULL
-                   FROM outbox ORDER BY id",
-            )?
-            .query_map([], |r| {
-                Ok(OutboxRow {
-                    event_id: r.get(0)?,
-                    aggregate_id: r.get(1)?,
-                    aggregate_seq: r.get(2)?,
-                    published: r.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .ctx("reading outbox")
     }
 }

@@ -107,8 +107,9 @@ pub fn run(params: &RelayParams, bench: &mut PgBench) -> Result<Report> {
                 load_average()
             ),
             format!("server: {}", bench.server.describe()),
-            "both stores commit durably (SQLite claims/marks at synchronous=NORMAL as the relay \
-             always does; PostgreSQL synchronous_commit=on); each pass fdatasyncs the log"
+            "the relay's own commits skip the flush on both stores (SQLite synchronous=NORMAL, \
+             PostgreSQL synchronous_commit=off: a lost mark only re-ships); each pass \
+             fdatasyncs the log before marking"
                 .into(),
         ],
     })

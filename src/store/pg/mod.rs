@@ -10,7 +10,6 @@ pub mod cleanup;
 pub mod notify;
 pub mod orders;
 pub mod outbox;
-pub mod read;
 pub mod schema;
 
 use std::str::FromStr;

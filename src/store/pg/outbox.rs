@@ -21,8 +21,10 @@
 //! writes the claim into the rows like SQLite does, times it by the *server's* clock (one clock
 //! for every relay machine), and fences the mark on the token.
 
-use postgres::Client;
+use std::collections::HashMap;
+
 use postgres::error::SqlState;
+use postgres::{Client, Statement};
 
 use crate::error::{Context, Error, Result};
 use crate::outbox::claim::MAX_BATCH;
@@ -52,22 +54,30 @@ pub struct PgOutbox {
     mode: ClaimMode,
     /// Locked mode: a claim's transaction is open (between `claim` and `mark`).
     in_claim: bool,
+    /// Locked mode: rows of the open claim given up unappended; the mark skips them and the
+    /// COMMIT unlocks them, so the next claim anywhere can take them.
+    released: Vec<i64>,
+    /// Prepared once per session: the server plans the claim once, not at every pass (with a
+    /// partitioned outbox, planning touches every partition).
+    statements: HashMap<&'static str, Statement>,
 }
 
 impl PgOutbox {
     pub fn open(url: &str, mode: ClaimMode) -> Result<PgOutbox> {
         Ok(PgOutbox {
             url: url.to_string(),
-            // synchronous_commit=on: a mark, once committed, survives power loss; a lost mark
-            // would only mean a re-ship, but the claim and the mark share one transaction in
-            // locked mode, and the order service's durability is not the relay's to weaken.
-            client: pg::connect(url, pg::DEFAULT_IDLE_IN_TX_MS)?,
+            client: relay_session(url)?,
             mode,
             in_claim: false,
+            released: Vec::new(),
+            statements: HashMap::new(),
         })
     }
 
     fn claim_locked(&mut self, lease_ms: u64, batch: usize) -> Result<Vec<ClaimedRow>> {
+        // Prepared before the transaction: once the server may have cut the session off, the
+        // mark must be one statement whose failure means "fenced", not a prepare that fails.
+        self.prepared("mark_locked", mark_locked_sql)?;
         // The lease bounds how long our row locks may sit idle: a hung relay loses them then.
         self.client
             .batch_execute(&format!(
@@ -75,11 +85,12 @@ impl PgOutbox {
             ))
             .ctx("BEGIN (claim)")?;
         self.in_claim = true;
-        let sql =
-            format!("SELECT {COLUMNS} {CLAIMABLE} ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED");
+        let claim = self.prepared("claim_locked", || {
+            format!("SELECT {COLUMNS} {CLAIMABLE} ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED")
+        })?;
         let rows = self
             .client
-            .query(&sql, &[&(batch as i64)])
+            .query(&claim, &[&(batch as i64)])
             .ctx("claiming a batch (FOR UPDATE SKIP LOCKED)")?;
         // `attempts` counts marked claims here (a crashed claim's increment rolls back with
         // it), so the attempt being made is one more.
@@ -107,24 +118,40 @@ impl PgOutbox {
             .ok()
             .and_then(|ms| ms.checked_mul(1000))
             .ok_or_else(|| Error::Input(format!("lease {lease_ms} ms overflows")))?;
-        let sql = format!(
-            "UPDATE outbox SET lease_owner = $1, lease_until_us = {NOW_US} + $2, attempts = attempts + 1
-              WHERE id IN (SELECT o.id {CLAIMABLE}
-                              AND (o.lease_until_us IS NULL OR o.lease_until_us <= {NOW_US})
-                            ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
-             RETURNING {COLUMNS}, lease_until_us"
-        );
+        let claim = self.prepared("claim_lease", || {
+            format!(
+                "UPDATE outbox SET lease_owner = $1, lease_until_us = {NOW_US} + $2, attempts = attempts + 1
+                  WHERE id IN (SELECT o.id {CLAIMABLE}
+                                  AND (o.lease_until_us IS NULL OR o.lease_until_us <= {NOW_US})
+                                ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING {COLUMNS}, lease_until_us"
+            )
+        })?;
         let rows = self
             .client
-            .query(&sql, &[&token, &lease_us, &(batch as i64)])
+            .query(&claim, &[&token, &lease_us, &(batch as i64)])
             .ctx("claiming a batch (UPDATE … SKIP LOCKED RETURNING)")?;
         let lease_until_us = rows.first().map(|r| r.get::<_, i64>(8)).unwrap_or(0);
         Ok((lease_until_us, rows.iter().map(claimed_row).collect()))
     }
 
+    /// The statement `key`, prepared on this session the first time it is asked for.
+    fn prepared(&mut self, key: &'static str, sql: impl FnOnce() -> String) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(key) {
+            return Ok(statement.clone());
+        }
+        let statement = self
+            .client
+            .prepare(&sql())
+            .ctx(format!("preparing {key}"))?;
+        self.statements.insert(key, statement.clone());
+        Ok(statement)
+    }
+
     /// End the claim's transaction; a session the server cut off is replaced.
     fn end_claim(&mut self, how: &str) -> Result<()> {
         self.in_claim = false;
+        self.released.clear();
         self.client.batch_execute(how).ctx(how.to_string())
     }
 
@@ -132,19 +159,21 @@ impl PgOutbox {
     /// works, and report the claim as lost.
     fn reconnect(&mut self) -> Result<()> {
         self.in_claim = false;
-        self.client = pg::connect(&self.url, pg::DEFAULT_IDLE_IN_TX_MS)?;
+        self.released.clear();
+        self.statements.clear();
+        self.client = relay_session(&self.url)?;
         Ok(())
     }
 
     fn mark_locked(&mut self, claim: &Claim) -> Result<usize> {
-        let ids: Vec<i64> = claim.rows.iter().map(|r| r.id).collect();
-        let marked = self.client.execute(
-            &format!(
-                "UPDATE outbox SET published_at_us = {NOW_US}, attempts = attempts + 1
-                  WHERE id = ANY($1) AND published_at_us IS NULL"
-            ),
-            &[&ids],
-        );
+        let ids: Vec<i64> = claim
+            .rows
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !self.released.contains(id))
+            .collect();
+        let mark = self.statements["mark_locked"].clone();
+        let marked = self.client.execute(&mark, &[&ids]);
         let marked = match marked {
             Ok(n) => n,
             Err(e) if session_lost(&e) || self.client.is_closed() => {
@@ -174,19 +203,38 @@ impl PgOutbox {
 
     fn mark_lease(&mut self, claim: &Claim) -> Result<usize> {
         let ids: Vec<i64> = claim.rows.iter().map(|r| r.id).collect();
+        let mark = self.prepared("mark_lease", || {
+            format!(
+                "UPDATE outbox SET published_at_us = {NOW_US}
+                  WHERE id = ANY($1) AND lease_owner = $2 AND lease_until_us > {NOW_US}
+                    AND published_at_us IS NULL"
+            )
+        })?;
         let marked = self
             .client
-            .execute(
-                &format!(
-                    "UPDATE outbox SET published_at_us = {NOW_US}
-                      WHERE id = ANY($1) AND lease_owner = $2 AND lease_until_us > {NOW_US}
-                        AND published_at_us IS NULL"
-                ),
-                &[&ids, &claim.token],
-            )
+            .execute(&mark, &[&ids, &claim.token])
             .ctx("marking published")?;
         Ok(marked as usize)
     }
+}
+
+fn mark_locked_sql() -> String {
+    format!(
+        "UPDATE outbox SET published_at_us = {NOW_US}, attempts = attempts + 1
+          WHERE id = ANY($1) AND published_at_us IS NULL"
+    )
+}
+
+/// A relay's session. `synchronous_commit = off`, as SQLite's relay runs at `synchronous=NORMAL`:
+/// a claim, mark or cleanup lost to a power cut only means rows shipped again (at-least-once
+/// absorbs it) or deleted on the next run; the events themselves were committed durably by the
+/// order service, whose sessions keep `synchronous_commit = on`.
+fn relay_session(url: &str) -> Result<Client> {
+    let mut client = pg::connect(url, pg::DEFAULT_IDLE_IN_TX_MS)?;
+    client
+        .batch_execute("SET synchronous_commit = off")
+        .ctx("SET synchronous_commit = off for the relay")?;
+    Ok(client)
 }
 
 /// The server ended our session or transaction: SQLSTATE 25P03
@@ -239,6 +287,27 @@ impl crate::store::OutboxStore for PgOutbox {
             claim.rows.len()
         );
         Ok(marked)
+    }
+
+    fn release_unshipped(&mut self, claim: &Claim, ids: &[i64]) -> Result<usize> {
+        match self.mode {
+            ClaimMode::Locked => {
+                assert!(self.in_claim, "release inside a claim's transaction");
+                self.released.extend_from_slice(ids);
+                Ok(ids.len())
+            }
+            // As on SQLite: the token goes (the mark cannot touch them), the lease time stays.
+            ClaimMode::Lease => {
+                let released = self
+                    .client
+                    .execute(
+                        "UPDATE outbox SET lease_owner = NULL WHERE id = ANY($1) AND lease_owner = $2",
+                        &[&ids, &claim.token],
+                    )
+                    .ctx("releasing unshipped rows")?;
+                Ok(released as usize)
+            }
+        }
     }
 
     fn unpublished_count(&mut self) -> Result<u64> {
