@@ -295,7 +295,7 @@ mod tests {
             let prefix = point.name().split('.').next().unwrap();
             let expected = match point.component() {
                 Component::Client => ["naive", "order"].contains(&prefix),
-                Component::Relay => ["relay", "broker"].contains(&prefix),
+                Component::Relay => ["relay", "broker", "cdc"].contains(&prefix),
                 Component::Consumer => prefix == "consumer",
             };
             assert!(expected, "{point} filed under {:?}", point.component());
