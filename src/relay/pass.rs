@@ -18,7 +18,7 @@ pub struct PassReport {
     pub claimed: usize,
     pub marked: usize,
     pub fenced: usize,
-    /// Claimed but not appended: their partition's append lock stayed busy (see `lock_watch`).
+    /// Claimed but not appended: their partition's append lock stayed busy.
     pub unshipped: usize,
     pub partitions_touched: usize,
     /// Time in each step of this pass (µs): what a benchmark needs to find the bottleneck.
