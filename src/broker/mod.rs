@@ -70,7 +70,7 @@ pub use offsets::{
     CommittedPosition, RecordMark, check_position, commit_offset, commit_position, offset_path,
     read_offset, read_position,
 };
-pub use reader::{LogReader, RawRecord, Scan, scan};
+pub use reader::{LogReader, RawRecord, Scan, scan, scan_each};
 pub use record::encode_record;
 pub use tail::recover;
 pub use writer::{Appended, Broker};

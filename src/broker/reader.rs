@@ -236,6 +236,32 @@ pub fn scan(path: &Path) -> Result<Scan> {
     })
 }
 
+/// Stream a whole file for the checker: `on_record(offset_bytes, json)` for every good record,
+/// in order, holding one read chunk at a time. Returns the torn tail's length in bytes.
+/// Errors as [`scan`]; an error from `on_record` stops the walk and is returned.
+pub fn scan_each(path: &Path, mut on_record: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+    let mut reader = LogReader::open(path)?;
+    let mut failed = None;
+    let walk = walk(
+        &reader.file,
+        path,
+        0..u64::MAX,
+        &mut reader.buf,
+        READ_CHUNK_BYTES,
+        |rec| match on_record(rec.offset_bytes, rec.json) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    )?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(walk.seen_end_bytes - walk.stopped_at_bytes),
+    }
+}
+
 /// One verified record, borrowed from the walk's buffer.
 pub(crate) struct Line<'a> {
     pub offset_bytes: u64,

@@ -14,9 +14,12 @@ use crate::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct CrashRunArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[arg(long, default_value_t = 300)]
@@ -46,6 +49,7 @@ pub struct CrashRunArgs {
 }
 
 pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     if args.crashes > harness::schedule::MAX_CRASHES {
         return Err(Error::Input(format!(
             "--crashes is at most {}",
@@ -131,9 +135,12 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct ReplicasArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Orders, each with its lifecycle (about 2.2 events per order).
@@ -153,6 +160,7 @@ pub struct ReplicasArgs {
 }
 
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     crate::crashpoint::parse_spec(&args.crash.join(",")).map_err(Error::Input)?;
     if args.relays == 0 || args.relays > 64 || args.batch == 0 {
         return Err(Error::Input(

@@ -8,6 +8,8 @@
 
 mod bench;
 mod bench_pipeline;
+mod bounds;
+mod checklab;
 mod cleanup;
 mod lab;
 mod place;
@@ -95,7 +97,7 @@ pub enum Command {
     Consume {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
@@ -115,7 +117,7 @@ pub enum Command {
     Verify {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         #[arg(long)]
         json: bool,
@@ -136,6 +138,12 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// Fixture builder: write a drained run of N orders straight into a fresh data directory
+    /// (for measuring `verify` at scale; not a pipeline run).
+    Fixture(checklab::FixtureArgs),
+    /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
+    /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
+    Campaign(checklab::CampaignArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -335,5 +343,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replicas(args) => lab::replicas(args),
         Command::Cleanup(args) => cleanup::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fixture(args) => checklab::fixture(args),
+        Command::Campaign(args) => checklab::campaign(args),
     }
 }

@@ -12,12 +12,15 @@
 
 pub mod bench;
 pub mod bench_pipeline;
+pub mod campaign;
 pub mod checker;
 pub mod claims;
 pub mod compare;
 pub mod demo;
+pub mod fixture;
 pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
 pub mod power_campaign;
 pub mod replicas;
+pub mod rundir;

@@ -124,6 +124,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         std::fs::remove_dir_all(&s.dir).ctx(format!("clearing {}", s.dir.display()))?;
     }
     let data = DataDir::init(&s.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    crate::lab::rundir::mark(&s.dir)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let schedule = match &s.explicit {
