@@ -105,6 +105,7 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
     let report = match &args.shape {
         None => power::power_cut(&dir, &mut rng)?,
         Some(name) => {
+            power::refuse_live_writers(&dir)?;
             let shape = power::TailShape::ALL
                 .into_iter()
                 .find(|s| s.name() == name)
