@@ -4,7 +4,8 @@
 //!
 //! - [`checker`]: `verify` — lost, ghost, redelivered, applied twice, out of order;
 //! - [`harness`]: real child processes SIGKILLed on a seeded schedule, restarted, drained;
-//!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
+//!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show, and
+//!   [`timeline`] draws a run as one HTML page;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
 //! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
@@ -19,3 +20,4 @@ pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
 pub mod replicas;
+pub mod timeline;

@@ -25,26 +25,56 @@ pub enum Needle<'a> {
     Request(&'a str),
 }
 
-fn names(line: &Value, needle: Needle<'_>) -> bool {
-    match needle {
-        Needle::Event(id) => {
-            line["event_id"] == id
-                || line["event_ids"]
-                    .as_array()
-                    .is_some_and(|ids| ids.iter().any(|v| v == id))
+/// What the story follows: the request (if any) and every event id it led to. A request is
+/// followed through its events: `placed` names both, and from there on relays and the consumer
+/// name only the event.
+struct Follow<'a> {
+    request: Option<&'a str>,
+    events: HashSet<&'a str>,
+}
+
+impl<'a> Follow<'a> {
+    fn new(lines: &'a [Value], needle: Needle<'a>) -> Follow<'a> {
+        match needle {
+            Needle::Event(id) => Follow {
+                request: None,
+                events: HashSet::from([id]),
+            },
+            Needle::Request(rid) => Follow {
+                request: Some(rid),
+                events: lines
+                    .iter()
+                    .filter(|l| l["request_id"] == rid)
+                    .filter_map(|l| l["event_id"].as_str())
+                    .collect(),
+            },
         }
-        Needle::Request(rid) => line["request_id"] == rid,
     }
+
+    fn names(&self, line: &Value) -> bool {
+        let event = |v: &Value| v.as_str().is_some_and(|id| self.events.contains(id));
+        self.request.is_some_and(|rid| line["request_id"] == rid)
+            || event(&line["event_id"])
+            || line["event_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(event))
+    }
+}
+
+/// Every line of `dir/trace.jsonl`, parsed (a line a crash cut short is skipped).
+pub fn load(dir: &Path) -> Result<Vec<Value>> {
+    let path = dir.join("trace.jsonl");
+    let text = std::fs::read_to_string(&path).ctx(format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// The story as printable lines, times relative to the trace's first line.
 pub fn story(dir: &Path, needle: Needle<'_>) -> Result<Vec<String>> {
-    let path = dir.join("trace.jsonl");
-    let text = std::fs::read_to_string(&path).ctx(format!("reading {}", path.display()))?;
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = load(dir)?;
+    let follow = Follow::new(&lines, needle);
     let Some(t0_us) = lines.iter().filter_map(|l| l["t_us"].as_i64()).min() else {
         return Ok(Vec::new());
     };
@@ -58,7 +88,7 @@ pub fn story(dir: &Path, needle: Needle<'_>) -> Result<Vec<String>> {
         let same_pass = line["pass"]
             .as_u64()
             .is_some_and(|p| passes.contains(&(pid, p)));
-        let relevant = if names(line, needle) {
+        let relevant = if follow.names(line) {
             open.insert(pid);
             if let Some(pass) = line["pass"].as_u64() {
                 passes.insert((pid, pass));
