@@ -10,6 +10,7 @@ mod bench;
 mod bench_pipeline;
 mod cleanup;
 mod lab;
+mod lag;
 mod place;
 mod sweep;
 
@@ -149,6 +150,8 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
+    Lag(lag::LagArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -350,6 +353,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replicas(args) => lab::replicas(args),
         Command::Cleanup(args) => cleanup::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Lag(args) => lag::run(args),
     }
 }
 
