@@ -54,8 +54,9 @@ pub const LEGEND: &[(&str, &str)] = &[
 ];
 
 /// How to read a story line, printed under the stories.
-pub const STORY_LEGEND: &str = "  \"pass N\": the relay process's N-th pass since it started (a restarted relay counts from 1\n  \
-   again); \"attempt N\": the N-th time this outbox row was claimed; \"@ byte B\": the record's offset.\n";
+pub const STORY_LEGEND: &str = "  \"pass N\": the relay process's N-th pass that claimed rows, the count `relay.…@N` uses (a\n  \
+   restarted relay counts from 1 again); \"attempt N\": the N-th time this outbox row was claimed;\n  \
+   \"@ byte B\": where the record starts in its partition's log.\n";
 
 /// What the seed fixes and what timing moves: said under every table, since the figures of
 /// two runs of one seed differ in exactly these rows.

@@ -61,14 +61,17 @@ impl<'a> Follow<'a> {
     }
 }
 
-/// Every line of `dir/trace.jsonl`, parsed (a line a crash cut short is skipped).
+/// Every line of `dir/trace.jsonl`, parsed (a line a crash cut short is skipped), in time
+/// order: processes append concurrently, so file order can put a line a little late.
 pub fn load(dir: &Path) -> Result<Vec<Value>> {
     let path = dir.join("trace.jsonl");
     let text = std::fs::read_to_string(&path).ctx(format!("reading {}", path.display()))?;
-    Ok(text
+    let mut lines: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+        .collect();
+    lines.sort_by_key(|l| l["t_us"].as_i64().unwrap_or(i64::MIN));
+    Ok(lines)
 }
 
 /// The story as printable lines, times relative to the trace's first line.
