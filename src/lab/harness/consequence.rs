@@ -186,8 +186,12 @@ fn relay(index: &Index<'_>, pid: u32, point: &str) -> String {
     let copies = claimed
         .iter()
         .filter(|id| {
+            // Appended by this relay and again by another after it (as the checker counts:
+            // each extra copy is blamed on whoever appended the copy before it).
             index.appenders.get(*id).is_some_and(|pids| {
-                pids.first() == Some(&pid64) && pids.iter().any(|p| *p != pid64)
+                pids.iter()
+                    .position(|p| *p == pid64)
+                    .is_some_and(|i| pids[i + 1..].iter().any(|p| *p != pid64))
             })
         })
         .count();
