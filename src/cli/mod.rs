@@ -245,6 +245,8 @@ fn open(dir: &std::path::Path, role: &str) -> Result<DataDir> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // A mistyped OUTBOX_CRASH must stop the command before it starts, not panic at a point.
+    crashpoint::check_env().map_err(crate::Error::Input)?;
     match cli.command {
         Command::Init {
             dir,
@@ -343,8 +345,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::CrashPoints => {
             let mut out = std::io::stdout().lock();
-            for (name, what) in crashpoint::CATALOGUE {
-                writeln!(out, "{name:<22} {what}").ctx("writing to stdout")?;
+            for point in crashpoint::Point::ALL {
+                writeln!(out, "{:<22} {}", point.name(), point.shows()).ctx("writing to stdout")?;
             }
             Ok(ExitCode::SUCCESS)
         }

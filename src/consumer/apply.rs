@@ -17,6 +17,7 @@ use rusqlite::{Connection, params};
 
 use crate::consumer::guard::{self, Verdict};
 use crate::consumer::retention::Retention;
+use crate::consumer::schema::Counter;
 use crate::db::write_tx;
 use crate::error::{Context, Result};
 use crate::event::{Event, ORDER_PLACED};
@@ -74,7 +75,7 @@ pub fn apply_with(
             .retention
             .is_some_and(|r| r.too_old_for_inbox(event.created_at_us, now_us));
         if too_old {
-            bump(tx, "too_old_for_inbox")?;
+            bump(tx, Counter::TooOldForInbox)?;
         }
         let fresh = tx
             .prepare_cached(
@@ -85,15 +86,15 @@ pub fn apply_with(
             .execute(params![event.event_id, now_us])
             .ctx("inserting into inbox")?;
         if fresh == 0 {
-            bump(tx, "skipped_duplicate")?;
+            bump(tx, Counter::SkippedDuplicate)?;
             return Ok(Outcome::SkippedDuplicate);
         }
         match guard::judge(tx, event)? {
             Verdict::Stale { .. } if options.seq_guard => {
-                bump(tx, "dropped_by_seq_guard")?;
+                bump(tx, Counter::DroppedBySeqGuard)?;
                 return Ok(Outcome::DroppedStale);
             }
-            Verdict::Gap { .. } => bump(tx, "seq_gap")?,
+            Verdict::Gap { .. } => bump(tx, Counter::SeqGap)?,
             Verdict::Next | Verdict::Stale { .. } => {}
         }
         guard::advance(tx, event)?;
@@ -126,18 +127,18 @@ pub fn apply_with(
             .execute(params![customer, points])
             .ctx("crediting points")?;
         }
-        bump(tx, "applied")?;
+        bump(tx, Counter::Applied)?;
         Ok(Outcome::Applied)
     })
 }
 
-fn bump(tx: &rusqlite::Transaction<'_>, counter: &str) -> Result<()> {
+fn bump(tx: &rusqlite::Transaction<'_>, counter: Counter) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO counters (name, value) VALUES (?1, 1)
          ON CONFLICT (name) DO UPDATE SET value = value + 1",
     )
     .ctx("preparing counter")?
-    .execute(params![counter])
+    .execute(params![counter.name()])
     .ctx("bumping a counter")?;
     Ok(())
 }

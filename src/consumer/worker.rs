@@ -8,12 +8,12 @@ use serde_json::json;
 use crate::broker::{self, LogReader, RawRecord};
 use crate::consumer::apply::{ApplyOptions, Outcome, Position, apply_with};
 use crate::consumer::{ConsumerConfig, ConsumerTotals};
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::trace;
+use crate::trace::{self, Ev};
 use crate::wake::Waiter;
 
 pub fn run(
@@ -80,16 +80,16 @@ fn apply_record(
         .retention
         .is_some_and(|r| r.too_old_for_inbox(event.created_at_us, now_us));
     let ev = match outcome {
-        Outcome::Applied => "applied",
-        Outcome::SkippedDuplicate => "skipped_duplicate",
-        Outcome::DroppedStale => "dropped_by_seq_guard",
+        Outcome::Applied => Ev::Applied,
+        Outcome::SkippedDuplicate => Ev::SkippedDuplicate,
+        Outcome::DroppedStale => Ev::DroppedBySeqGuard,
     };
     trace::emit(ev, || {
         json!({ "event_id": event.event_id, "partition": partition, "offset_bytes": record.offset_bytes,
                 "aggregate_id": event.aggregate_id, "aggregate_seq": event.aggregate_seq,
                 "relay": event.relay, "attempt": event.attempt, "too_old_for_inbox": too_old })
     });
-    crashpoint::point("consumer.after_apply");
+    crashpoint::point(Point::ConsumerAfterApply);
     Ok(ConsumerTotals {
         delivered: 1,
         applied: (outcome == Outcome::Applied) as u64,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::crashpoint::Point;
 use crate::error::{Error, Result};
 use crate::lab::checker::{Duplicate, Report};
 use crate::lab::harness::story::{self, Needle};
@@ -122,7 +123,11 @@ pub fn ghost_story(outcome: &Outcome) -> Result<String> {
 pub fn pick_duplicate(report: &Report) -> Option<&Duplicate> {
     let dups = &report.duplicated;
     dups.iter()
-        .find(|d| d.causes.iter().any(|c| c.contains("relay.after_sync")))
+        .find(|d| {
+            d.causes
+                .iter()
+                .any(|c| c.contains(Point::RelayAfterSync.name()))
+        })
         .or_else(|| dups.first())
 }
 

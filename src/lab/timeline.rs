@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::error::{Context, Result};
 use crate::lab::harness::{Outcome, consequence, story};
 use crate::lab::{compare, demo};
+use crate::trace::Ev;
 
 const LABEL_W: f64 = 150.0;
 const PLOT_W: f64 = 760.0;
@@ -193,7 +194,9 @@ fn anomalies(
     };
     for lost in &outcome.report.lost {
         let rid = lost.request_id.as_deref().unwrap_or("");
-        if let Some((x, y)) = at(&|l| l["ev"] == "committed" && l["request_id"] == rid) {
+        if let Some((x, y)) =
+            at(&|l| Ev::of_line(l) == Some(Ev::Committed) && l["request_id"] == rid)
+        {
             let _ = writeln!(
                 s,
                 "<g class=\"lost\" data-order=\"{id}\"><circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"6\"/><text x=\"{tx:.1}\" y=\"{ty:.1}\">order {id} LOST</text></g>",
@@ -205,7 +208,7 @@ fn anomalies(
     }
     for ghost in &outcome.report.ghost {
         let id = ghost.event_id.as_str();
-        if let Some((x, y)) = at(&|l| l["ev"] == "appended" && l["event_id"] == id) {
+        if let Some((x, y)) = at(&|l| Ev::of_line(l) == Some(Ev::Appended) && l["event_id"] == id) {
             let _ = writeln!(
                 s,
                 "<g class=\"ghost\" data-event=\"{}\"><path d=\"M{x:.1} {:.1} l6 7 l-6 7 l-6 -7 z\"/><text x=\"{:.1}\" y=\"{:.1}\">ghost of order {}</text></g>",

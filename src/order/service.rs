@@ -4,12 +4,13 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 
 use crate::broker::Broker;
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Error, Result};
 use crate::event::ORDER_PLACED;
 use crate::order::OrderRequest;
 use crate::outbox;
+use crate::trace::Ev;
 
 /// How the service publishes `OrderPlaced`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,10 +86,10 @@ impl OrderService {
         let payload = order_placed_payload(order_id, request);
         let (outbox_id, event_id) =
             outbox::insert_event(&tx, &aggregate_id, 1, ORDER_PLACED, &payload, now_us)?;
-        crashpoint::point("order.before_commit");
+        crashpoint::point(Point::OrderBeforeCommit);
         tx.commit().ctx("committing order + outbox row")?;
-        crashpoint::point("order.after_commit");
-        crate::trace::emit("placed", || {
+        crashpoint::point(Point::OrderAfterCommit);
+        crate::trace::emit(Ev::Placed, || {
             serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
                                 "request_id": request.request_id, "mode": "outbox" })
         });

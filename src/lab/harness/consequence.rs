@@ -11,12 +11,14 @@
 //! appended, applied what), `orders.db` (which request became which order) and the checker's
 //! report (lost, ghosts) — never from what the schedule intended.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::crashpoint::Point;
 use crate::error::{Context, Result};
 use crate::lab::harness::{Fired, Outcome};
+use crate::trace::Ev;
 
 /// A crash with its consequence in words.
 #[derive(Debug, Clone)]
@@ -42,14 +44,14 @@ impl<'a> Index<'a> {
         let mut readers: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
         for line in lines {
             let pid = line["pid"].as_u64().unwrap_or(0);
-            match line["ev"].as_str() {
-                Some("appended") if line["role"] != "order-service" => {
+            match Ev::of_line(line) {
+                Some(Ev::Appended) if line["role"] != "order-service" => {
                     for id in line["event_ids"].as_array().into_iter().flatten() {
                         let id = id.as_str().unwrap_or_default();
                         appenders.entry(id).or_default().push(pid);
                     }
                 }
-                Some("applied" | "skipped_duplicate" | "dropped_by_seq_guard") => {
+                Some(Ev::Applied | Ev::SkippedDuplicate | Ev::DroppedBySeqGuard) => {
                     let at = (
                         line["partition"].as_u64().unwrap_or(0),
                         line["offset_bytes"].as_u64().unwrap_or(0),
@@ -73,7 +75,7 @@ impl<'a> Index<'a> {
     }
 
     fn crash_line(&self, pid: u32) -> Option<&'a Value> {
-        self.of_pid(pid).find(|l| l["ev"] == "crash")
+        self.of_pid(pid).find(|l| Ev::of_line(l) == Some(Ev::Crash))
     }
 }
 
@@ -101,8 +103,8 @@ pub fn explain(outcome: &Outcome) -> Result<Vec<Explained>> {
     Ok(out)
 }
 
-fn point_name(fired: &Fired) -> &str {
-    fired.point.split('@').next().unwrap_or(&fired.point)
+fn point_of(fired: &Fired) -> Option<Point> {
+    Point::from_name(fired.point.split('@').next().unwrap_or(&fired.point))
 }
 
 fn consequence(
@@ -112,26 +114,29 @@ fn consequence(
     orders: &OrderIds,
 ) -> Result<String> {
     let rid = fired.request_id.as_deref().unwrap_or("?");
-    Ok(match point_name(fired) {
-        "naive.after_commit" => lost(outcome, rid, orders.id_of(rid)?),
-        "naive.after_publish" => ghost(outcome, index, fired),
-        "order.before_commit" => match orders.id_of(rid)? {
+    let Some(point) = point_of(fired) else {
+        return Ok(format!("(no crash point named {})", fired.point));
+    };
+    Ok(match point {
+        Point::NaiveAfterCommit => lost(outcome, rid, orders.id_of(rid)?),
+        Point::NaiveAfterPublish => ghost(outcome, index, fired),
+        Point::OrderBeforeCommit => match orders.id_of(rid)? {
             Some(id) => format!(
                 "order and event rolled back together; the retry of {rid} placed it as order {id}"
             ),
             None => format!("order and event rolled back together; {rid} was never placed"),
         },
-        "order.after_commit" => match orders.id_of(rid)? {
+        Point::OrderAfterCommit => match orders.id_of(rid)? {
             Some(id) => format!(
                 "order {id} and its event committed together; the retry was answered `duplicate`"
             ),
             None => format!("request {rid} has no order: a bug the checker will name"),
         },
-        "consumer.after_apply" => reread(index, fired.pid),
-        point if point.starts_with("relay.") || point.starts_with("broker.") => {
-            relay(index, fired.pid, point)
-        }
-        other => format!("(no explanation for {other})"),
+        Point::ConsumerAfterApply => reread(index, fired.pid),
+        Point::RelayAfterClaim
+        | Point::RelayAfterAppend
+        | Point::RelayAfterSync
+        | Point::BrokerTornAppend => relay(index, fired.pid, point),
     })
 }
 
@@ -154,7 +159,7 @@ fn lost(outcome: &Outcome, rid: &str, order_id: Option<i64>) -> String {
 fn ghost(outcome: &Outcome, index: &Index<'_>, fired: &Fired) -> String {
     let appended = index
         .of_pid(fired.pid)
-        .filter(|l| l["ev"] == "appended")
+        .filter(|l| Ev::of_line(l) == Some(Ev::Appended))
         .last();
     let Some(event_id) = appended.and_then(|l| l["event_id"].as_str()) else {
         return "nothing appended before the kill (trace incomplete?)".into();
@@ -175,12 +180,12 @@ fn ghost(outcome: &Outcome, index: &Index<'_>, fired: &Fired) -> String {
 }
 
 /// A relay died in a pass: which events of that pass reached the log again afterwards.
-fn relay(index: &Index<'_>, pid: u32, point: &str) -> String {
+fn relay(index: &Index<'_>, pid: u32, point: Point) -> String {
     let pid64 = u64::from(pid);
     let last_pass = index.of_pid(pid).filter_map(|l| l["pass"].as_u64()).max();
     let claimed: Vec<&str> = index
         .of_pid(pid)
-        .filter(|l| l["ev"] == "claimed" && l["pass"].as_u64() == last_pass)
+        .filter(|l| Ev::of_line(l) == Some(Ev::Claimed) && l["pass"].as_u64() == last_pass)
         .filter_map(|l| l["event_id"].as_str())
         .collect();
     let copies = claimed
@@ -196,7 +201,7 @@ fn relay(index: &Index<'_>, pid: u32, point: &str) -> String {
         })
         .count();
     let n = claimed.len();
-    let torn = if point == "broker.torn_append" {
+    let torn = if point == Point::BrokerTornAppend {
         "; the half record was cut off by the next writer"
     } else {
         ""
@@ -276,9 +281,4 @@ pub fn render(explained: &[Explained]) -> String {
         ));
     }
     out
-}
-
-/// Pids with a crash line, for callers that draw them.
-pub fn crashed_pids(explained: &[Explained]) -> HashSet<u32> {
-    explained.iter().map(|e| e.fired.pid).collect()
 }
