@@ -113,6 +113,13 @@ fn svg(outcome: &Outcome, lines: &[Value], explained: &[consequence::Explained])
             esc(&p.name),
             p.pid
         );
+        if mine.is_empty() {
+            let _ = write!(
+                s,
+                "<text class=\"idle\" x=\"{LABEL_W}\" y=\"{:.1}\">started late, found nothing left to do (no trace line)</text>",
+                y + 4.0
+            );
+        }
         if let (Some(a), Some(b)) = (mine.iter().min(), mine.iter().max()) {
             let _ = write!(
                 s,
@@ -123,12 +130,13 @@ fn svg(outcome: &Outcome, lines: &[Value], explained: &[consequence::Explained])
         }
         s.push_str("</g>\n");
     }
-    for (k, e) in explained.iter().enumerate() {
+    // Crash labels go under their lane; lost and ghost labels above it, so both stay legible.
+    for e in explained {
         let (Some(t), Some(&lane)) = (e.t_us, lane_of.get(&u64::from(e.fired.pid))) else {
             continue;
         };
         let (x, y) = (scale.x(t0_us + t), lane_y(lane));
-        let dy = if k % 2 == 0 { -8.0 } else { 14.0 };
+        let dy = 14.0;
         let _ = writeln!(
             s,
             "<g class=\"crash\" data-point=\"{}\"><title>{} {} → {}</title><path d=\"M{:.1} {:.1} l10 10 m0 -10 l-10 10\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>",
@@ -344,7 +352,7 @@ svg text{font-size:11px;fill:#222}svg .pid{fill:#999}\
 .lost circle{fill:#d00}.lost text{fill:#d00;font-weight:700}\
 .ghost path{fill:#80c}.ghost text{fill:#80c;font-weight:700}\
 .highlight polyline{fill:none;stroke:#06c;stroke-width:2;stroke-dasharray:4 3}\
-.step circle{fill:#06c}svg .key{fill:#06c;font-size:12px}.step text{fill:#06c;font-size:10px;text-anchor:middle}\
+.step circle{fill:#06c}svg .key{fill:#06c;font-size:12px}svg .idle{fill:#999;font-style:italic}.step text{fill:#06c;font-size:10px;text-anchor:middle}\
 .side table{border-collapse:collapse;font-size:12px}.side td,.side th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
 .side td:first-child,.side th:first-child{text-align:left}\
 .side dl{font-size:11px;max-width:420px}.side dt{font-weight:600}.side dd{margin:0 0 4px 8px}\

@@ -9,7 +9,7 @@
 //!
 //! A row is claimable when it is unpublished, its lease is absent or expired, and no earlier
 //! event of the same aggregate is still unpublished (so per order, the first copy of every
-//! event reaches the log in seq order, whatever the number of relays — see WRITEUP.md).
+//! event reaches the log in seq order, whatever the number of relays — see WRITEUP.md and docs/relays.md).
 //!
 //! Marking is fenced: `published_at_us` is set only where `lease_owner` is still this claim's
 //! token and the lease has not expired. A relay that was paused past its lease (a zombie)
