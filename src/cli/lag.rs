@@ -24,7 +24,8 @@ pub struct LagArgs {
     /// Print each snapshot as one JSON object (one line each with --watch).
     #[arg(long)]
     pub json: bool,
-    /// Print a snapshot every --every-ms until SIGINT/SIGTERM.
+    /// Print a snapshot every --every-ms until SIGINT/SIGTERM; the exit status is then the last
+    /// snapshot's.
     #[arg(long)]
     pub watch: bool,
     /// Interval between snapshots with --watch.
@@ -73,12 +74,13 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
                 println!("EXCEEDED: {why}");
             }
         }
+        let status = if exceeded.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
         if !args.watch {
-            return Ok(if exceeded.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+            return Ok(status);
         }
         if !args.json {
             println!();
@@ -86,7 +88,8 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
         let mut slept_ms = 0;
         while slept_ms < args.every_ms {
             if stop.load(Ordering::Relaxed) {
-                return Ok(ExitCode::SUCCESS);
+                // Stopped: the status is the last snapshot's, as if it had been the only one.
+                return Ok(status);
             }
             let nap_ms = (args.every_ms - slept_ms).min(50);
             std::thread::sleep(Duration::from_millis(nap_ms));
