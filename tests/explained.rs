@@ -160,3 +160,23 @@ fn a_closed_pipe_ends_place_quietly() {
     );
     assert_eq!(out.status.code(), Some(141), "128 + SIGPIPE, as Unix tools");
 }
+
+#[test]
+fn trace_request_follows_the_orders_later_events_too() {
+    let dir = init("trace-lifecycle");
+    let placed = run_with_stdin(
+        &["place", "--dir", &dir],
+        r#"{"request_id":"r1","customer":"ada","amount_cents":1250}"#,
+    );
+    assert!(placed.status.success());
+    ok(&["pay", "--dir", &dir, "--order-id", "1"]);
+    ok(&["relay", "--dir", &dir, "--until-empty"]);
+    ok(&["consume", "--dir", &dir, "--until-idle"]);
+    let story = ok(&["trace", "--dir", &dir, "--request", "r1"]);
+    assert!(story.contains("OrderPaid (seq 2)"), "{story}");
+    assert_eq!(
+        story.matches(" applied ").count(),
+        2,
+        "OrderPlaced and OrderPaid, each applied once:\n{story}"
+    );
+}

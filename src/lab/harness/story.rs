@@ -27,8 +27,8 @@ pub enum Needle<'a> {
 }
 
 /// What the story follows: the request (if any) and every event id it led to. A request is
-/// followed through its events: `placed` names both, and from there on relays and the consumer
-/// name only the event.
+/// followed through its order's events: `placed` names them, and from there on relays and the
+/// consumer name only the event.
 struct Follow<'a> {
     request: Option<&'a str>,
     events: HashSet<&'a str>,
@@ -41,14 +41,31 @@ impl<'a> Follow<'a> {
                 request: None,
                 events: HashSet::from([id]),
             },
-            Needle::Request(rid) => Follow {
-                request: Some(rid),
-                events: lines
+            Needle::Request(rid) => {
+                let mine = |l: &&Value| l["request_id"] == rid;
+                // The order the request placed (outbox mode: a `placed` line names both), and
+                // so its later events too (paid, shipped), whose `placed` lines name the order
+                // only. A naive `committed` line is not used: a rolled-back naive order id is
+                // handed out again, and following it would pull in a ghost's events.
+                let orders: HashSet<i64> = lines
                     .iter()
-                    .filter(|l| l["request_id"] == rid)
-                    .filter_map(|l| l["event_id"].as_str())
-                    .collect(),
-            },
+                    .filter(mine)
+                    .filter(|l| Ev::of_line(l) == Some(Ev::Placed))
+                    .filter_map(|l| l["order_id"].as_i64())
+                    .collect();
+                let of_order = |l: &&Value| {
+                    Ev::of_line(l) == Some(Ev::Placed)
+                        && l["order_id"].as_i64().is_some_and(|o| orders.contains(&o))
+                };
+                Follow {
+                    request: Some(rid),
+                    events: lines
+                        .iter()
+                        .filter(|l| mine(l) || of_order(l))
+                        .filter_map(|l| l["event_id"].as_str())
+                        .collect(),
+                }
+            }
         }
     }
 
@@ -122,6 +139,12 @@ fn render(line: &Value, t0_us: i64) -> String {
     }
     if let Some(order) = field("order_id") {
         details.push(format!("order {order}"));
+    }
+    if let Some(kind) = field("event_type").and_then(Value::as_str) {
+        details.push(format!(
+            "{kind} (seq {})",
+            field("aggregate_seq").unwrap_or(&Value::Null)
+        ));
     }
     if let Some(pass) = field("pass") {
         details.push(format!("pass {pass}"));
