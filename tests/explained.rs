@@ -180,3 +180,26 @@ fn trace_request_follows_the_orders_later_events_too() {
         "OrderPlaced and OrderPaid, each applied once:\n{story}"
     );
 }
+
+#[test]
+fn crash_run_refuses_an_html_path_that_is_not_a_page() {
+    let root = temp_dir("html-refused");
+    let precious = root.join("orders.db");
+    std::fs::write(&precious, b"not yours to overwrite").unwrap();
+    let dir = root.join("data");
+    let out = run(&[
+        "crash-run",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--html",
+        precious.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--html"));
+    assert_eq!(
+        std::fs::read(&precious).unwrap(),
+        b"not yours to overwrite",
+        "the file is untouched"
+    );
+    assert!(!dir.exists(), "refused before the run started");
+}

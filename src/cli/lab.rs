@@ -67,6 +67,9 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
             "--orders, --relays and --batch must be positive".into(),
         ));
     }
+    if let Some(path) = &args.html {
+        timeline::check_path(path)?; // before the run, not after it
+    }
     let explicit = if args.crash.is_empty() {
         None
     } else {

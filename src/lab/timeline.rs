@@ -23,7 +23,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::lab::harness::{Outcome, consequence, story};
 use crate::lab::{compare, demo};
 use crate::trace::Ev;
@@ -46,11 +46,29 @@ impl Scale {
     }
 }
 
+/// Refuse a page path that could clobber something that is not a page: it must end in
+/// `.html` and must not be a directory. (`--html orders.db` would otherwise overwrite a database.)
+pub fn check_path(path: &Path) -> Result<()> {
+    let is_html = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("html"));
+    if !is_html || path.is_dir() {
+        return Err(Error::Input(format!(
+            "--html wants a file name ending in .html, got {}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Write the page for `outcome` to `path`, with `table` (rows of [`compare::table_rows`]) beside
-/// it. Returns nothing but errors: the caller prints the path.
+/// it: to a temporary file first, then renamed over `path`, so a reader never sees half a page.
 pub fn write(path: &Path, outcome: &Outcome, table: &[(String, Vec<String>)]) -> Result<()> {
+    check_path(path)?;
     let html = render(outcome, table)?;
-    std::fs::write(path, html).ctx(format!("writing {}", path.display()))
+    let tmp = path.with_extension("html.tmp");
+    std::fs::write(&tmp, html).ctx(format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// The whole page as a string.
