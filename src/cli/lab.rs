@@ -18,9 +18,12 @@ use crate::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct CrashRunArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
     /// Seed of the orders and of the crash schedule: the same seed replays the same crashes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -42,6 +45,10 @@ pub struct CrashRunArgs {
     /// How long a relay's claim lasts before another relay may take the rows over.
     #[arg(long, default_value_t = 300)]
     pub lease_ms: u64,
+    /// Also cut the power this many times while orders are placed: every process dies at
+    /// once and each log's un-synced tail is kept, cut, zeroed or garbled (outbox mode only).
+    #[arg(long, default_value_t = 0)]
+    pub power_cuts: usize,
     /// Instead of the seeded schedule, crash exactly here (`point@hit`, repeatable; see
     /// `crash-points`). Client hits count placements over the whole run; relay and consumer
     /// hits count passes of the next process started. The crash list prints the same numbers.
@@ -56,6 +63,7 @@ pub struct CrashRunArgs {
 }
 
 pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     if args.crashes > harness::schedule::MAX_CRASHES {
         return Err(Error::Input(format!(
             "--crashes is at most {}",
@@ -70,6 +78,17 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
     if let Some(path) = &args.html {
         timeline::check_path(path)?; // before the run, not after it
     }
+    if args.power_cuts > crate::lab::power_campaign::MAX_CUTS_PER_RUN {
+        return Err(Error::Input(format!(
+            "--power-cuts is at most {}",
+            crate::lab::power_campaign::MAX_CUTS_PER_RUN
+        )));
+    }
+    if args.power_cuts > 0 && args.mode != Mode::Outbox {
+        return Err(Error::Input(
+            "--power-cuts needs --mode outbox: the naive modes lose events without any cut".into(),
+        ));
+    }
     let explicit = if args.crash.is_empty() {
         None
     } else {
@@ -83,6 +102,7 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         crashes: args.crashes,
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
+        power_cuts: args.power_cuts,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
     let outcome = harness::run(&scenario)?;
@@ -141,9 +161,12 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct ReplicasArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
     /// Seed of the generated orders.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -168,6 +191,7 @@ pub struct ReplicasArgs {
 }
 
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     crate::crashpoint::parse_spec(&args.crash.join(",")).map_err(Error::Input)?;
     if args.relays == 0 || args.relays > 64 || args.batch == 0 {
         return Err(Error::Input(

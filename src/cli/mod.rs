@@ -8,10 +8,13 @@
 
 mod bench;
 mod bench_pipeline;
+mod bounds;
+mod checklab;
 mod cleanup;
 mod lab;
 mod lag;
 mod place;
+mod power;
 mod sweep;
 
 use std::io::Write;
@@ -110,7 +113,7 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Consumer group: its committed offsets are kept per group.
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
@@ -132,7 +135,7 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Consumer group whose offsets and effects to check.
-        #[arg(long, default_value = "points")]
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         /// Print the report as one JSON object.
         #[arg(long)]
@@ -142,6 +145,10 @@ pub enum Command {
     CrashPoints,
     /// Run the pipeline as real processes, SIGKILLed on a seeded crash schedule, then verify.
     CrashRun(lab::CrashRunArgs),
+    /// Many crash runs with power cuts (logs lose their un-synced tails), across seeds.
+    PowerCuts(power::PowerCutsArgs),
+    /// Simulate one power cut on a data directory whose processes are all dead.
+    PowerCut(power::PowerCutArgs),
     /// Tell the story of one event (or one client request) from trace.jsonl.
     Trace(lab::TraceArgs),
     /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
@@ -152,6 +159,12 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
     Lag(lag::LagArgs),
+    /// Fixture builder: write a drained run of N orders straight into a fresh data directory
+    /// (for measuring `verify` at scale; not a pipeline run).
+    Fixture(checklab::FixtureArgs),
+    /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
+    /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
+    Campaign(checklab::CampaignArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -288,6 +301,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel,
+                ..RelayConfig::default()
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;
@@ -351,10 +365,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CrashRun(args) => lab::crash_run(args),
+        Command::PowerCuts(args) => power::power_cuts(args),
+        Command::PowerCut(args) => power::power_cut(args),
         Command::Trace(args) => lab::trace(args),
         Command::Replicas(args) => lab::replicas(args),
         Command::Cleanup(args) => cleanup::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fixture(args) => checklab::fixture(args),
+        Command::Campaign(args) => checklab::campaign(args),
         Command::Lag(args) => lag::run(args),
     }
 }

@@ -1,13 +1,14 @@
 //! `place`, `pay`, `ship`: the order service's command line. One reply line per input line,
 //! written and flushed as soon as that line is done (programs drive this through pipes).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
 
+use crate::order::input::{MAX_REQUEST_ID_CHARS, read_line, truncate_echo};
 use crate::order::lifecycle::Transition;
 use crate::order::workload::run_generated;
 use crate::order::{Mode, OrderRequest, OrderService};
@@ -63,14 +64,24 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    for (number, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.map_err(|e| Error::Io {
-            context: "reading stdin".into(),
-            source: e,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    let mut stdin = std::io::stdin().lock();
+    let mut number = 0u64;
+    // Each line is judged alone: a bad one (not UTF-8, too long, not an order) gets its own
+    // error reply and the lines after it are still placed.
+    while let Some(input) = read_line(&mut stdin).map_err(|e| Error::Io {
+        context: "reading stdin".into(),
+        source: e,
+    })? {
+        number += 1;
+        let line = match input.text() {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => line,
+            Err(problem) => {
+                failed += 1;
+                reply(json!({ "request_id": null, "line": number, "error": problem }))?;
+                continue;
+            }
+        };
         let result = OrderRequest::parse(&line)
             .map_err(Error::Input)
             .and_then(|request| service.place(&request));
@@ -79,7 +90,7 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
             Err(Error::Input(problem)) => {
                 failed += 1;
                 reply(
-                    json!({ "request_id": request_id_of(&line), "line": number + 1, "error": problem }),
+                    json!({ "request_id": request_id_of(&line), "line": number, "error": problem }),
                 )?;
             }
             // Not the input's fault (disk, database): stop rather than guess.
@@ -93,12 +104,18 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The request_id of a rejected line, if it has one, so the client can match the error.
+/// The request_id of a rejected line, if it has one, so the client can match the error;
+/// cut short if it is longer than a valid one can be (never echo megabytes back).
 fn request_id_of(line: &str) -> serde_json::Value {
-    serde_json::from_str::<serde_json::Value>(line)
+    match serde_json::from_str::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("request_id").cloned())
-        .unwrap_or(serde_json::Value::Null)
+    {
+        Some(serde_json::Value::String(id)) => truncate_echo(&id).into(),
+        Some(other) if other.to_string().len() <= MAX_REQUEST_ID_CHARS => other,
+        Some(other) => truncate_echo(&other.to_string()).into(),
+        None => serde_json::Value::Null,
+    }
 }
 
 pub fn transition(dir: &Path, order_id: i64, pay: bool) -> Result<ExitCode> {

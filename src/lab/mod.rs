@@ -6,18 +6,23 @@
 //! - [`harness`]: real child processes SIGKILLed on a seeded schedule, restarted, drained;
 //!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show, and
 //!   [`timeline`] draws a run as one HTML page;
+//! - [`power_campaign`]: many power cuts ([`harness::power`]) across seeds, summed up;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
 //! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
 
 pub mod bench;
 pub mod bench_pipeline;
+pub mod campaign;
 pub mod checker;
 pub mod claims;
 pub mod compare;
 pub mod demo;
+pub mod fixture;
 pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
+pub mod power_campaign;
 pub mod replicas;
+pub mod rundir;
 pub mod timeline;

@@ -170,7 +170,9 @@ pub fn run_paced(
         "batch_rows {} outside 1..={MAX_BATCH_ROWS}",
         config.batch_rows
     );
-    let cutoff_us = now_us - (config.retention_ms as i64) * 1000;
+    // Checked: an absurd retention saturates to "nothing is that old", never wraps into the
+    // future (which would delete every published row).
+    let cutoff_us = crate::clock::us_before(now_us, config.retention_ms);
     if segments::is_partitioned(conn)? {
         drop_segments(conn, config, cutoff_us, stop, pacer)
     } else {

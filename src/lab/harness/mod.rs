@@ -17,6 +17,7 @@
 pub(crate) mod child;
 mod client;
 pub mod consequence;
+pub mod power;
 pub(crate) mod restarter;
 pub mod schedule;
 pub mod story;
@@ -49,6 +50,9 @@ pub struct Scenario {
     pub relays: usize,
     pub relay_batch: usize,
     pub lease_ms: u64,
+    /// Power cuts while orders are placed: every process dies at once and the logs' un-synced
+    /// tails are damaged (see [`power`]); then all restart.
+    pub power_cuts: usize,
     /// Replace the seeded schedule with these `point@hit`s.
     pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
 }
@@ -65,6 +69,7 @@ impl Scenario {
             relays: 1,
             relay_batch: 10,
             lease_ms: 300,
+            power_cuts: 0,
             explicit: None,
         }
     }
@@ -114,6 +119,8 @@ pub struct Outcome {
     /// Every process started, in start order (crashed or not).
     pub processes: Vec<Started>,
     pub client_incarnations: u32,
+    /// What each power cut did, in order.
+    pub power_cuts: Vec<power::PowerCutReport>,
     pub wall_ms: u64,
     pub report: Report,
 }
@@ -133,6 +140,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         std::fs::remove_dir_all(&s.dir).ctx(format!("clearing {}", s.dir.display()))?;
     }
     let data = DataDir::init(&s.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    crate::lab::rundir::mark(&s.dir)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let schedule = match &s.explicit {
@@ -160,8 +168,25 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(POLL_MS));
         Ok(())
     };
+    let mut cuts = power::CutSchedule::from_seed(s.seed, s.orders, s.power_cuts);
+    let mut power_cuts = Vec::new();
     // Phase 1: everything runs and crashes concurrently until every order has its reply.
     loop {
+        if cuts.due(&data)? {
+            // Every process of the run dies at once, then the files lose what was not synced.
+            client.power_cut(&logs, &mut fired)?;
+            let relay_slots = match relays.as_mut() {
+                Some(relays) => relays.kill_all(&mut fired)?,
+                None => Vec::new(),
+            };
+            let consumer_slots = consumer.kill_all(&mut fired)?;
+            power_cuts.push(power::power_cut(&data, &mut cuts.rng)?);
+            if let Some(relays) = relays.as_mut() {
+                relays.restart_after_cut(&relay_slots, &logs)?;
+            }
+            consumer.restart_after_cut(&consumer_slots, &logs)?;
+            continue;
+        }
         let done = client.poll(&logs, &mut fired)?;
         if let Some(relays) = relays.as_mut() {
             relays.poll(&logs, &mut fired)?;
@@ -204,6 +229,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         unfired,
         processes,
         client_incarnations: client.incarnations,
+        power_cuts,
         wall_ms: started.elapsed().as_millis() as u64,
         report,
     })
