@@ -116,7 +116,10 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
             let partitions = (0..dir.partitions)
                 .map(|p| power::cut_partition(&dir, p, shape, false, &mut rng))
                 .collect::<Result<Vec<_>>>()?;
-            power::PowerCutReport { partitions }
+            power::PowerCutReport {
+                at_us: crate::clock::now_us(),
+                partitions,
+            }
         }
     };
     for p in &report.partitions {
