@@ -157,14 +157,14 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
+    Lag(lag::LagArgs),
     /// Fixture builder: write a drained run of N orders straight into a fresh data directory
     /// (for measuring `verify` at scale; not a pipeline run).
     Fixture(checklab::FixtureArgs),
     /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
     /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
     Campaign(checklab::CampaignArgs),
-    /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
-    Lag(lag::LagArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
