@@ -145,6 +145,9 @@ pub struct PartitionCut {
 /// What one power cut did, partition by partition.
 #[derive(Debug, Clone, Serialize)]
 pub struct PowerCutReport {
+    /// When the tails were rewritten (µs since the epoch, on the trace's clock): where the
+    /// run's timeline draws the cut.
+    pub at_us: i64,
     pub partitions: Vec<PartitionCut>,
 }
 
@@ -159,7 +162,10 @@ pub fn power_cut(dir: &DataDir, rng: &mut fastrand::Rng) -> Result<PowerCutRepor
         let rewind = rng.u8(..4) == 0;
         partitions.push(cut_partition(dir, partition, shape, rewind, rng)?);
     }
-    Ok(PowerCutReport { partitions })
+    Ok(PowerCutReport {
+        at_us: crate::clock::now_us(),
+        partitions,
+    })
 }
 
 /// One partition's cut, with the shape chosen by the caller (tests force each shape).
