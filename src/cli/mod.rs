@@ -12,6 +12,7 @@ mod bounds;
 mod checklab;
 mod cleanup;
 mod lab;
+mod parking;
 mod place;
 mod sweep;
 
@@ -139,6 +140,10 @@ pub enum Command {
     /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
     /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
     Campaign(checklab::CampaignArgs),
+    /// List events the consumer parked (refused by a rule) and those waiting behind them.
+    Parked(parking::ParkedArgs),
+    /// Release a parked event: --retry applies it now, --skip lets it go; then its order flows.
+    Release(parking::ReleaseArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -337,5 +342,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(args),
         Command::Fixture(args) => checklab::fixture(args),
         Command::Campaign(args) => checklab::campaign(args),
+        Command::Parked(args) => parking::list(args),
+        Command::Release(args) => parking::release(args),
     }
 }

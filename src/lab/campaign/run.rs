@@ -230,7 +230,10 @@ impl Shop<'_> {
     }
 
     /// A consumer with its inbox sweeper running every 50 ms, on a window that honours the
-    /// run's redelivery horizon (lease + retry + tolerated downtime).
+    /// run's redelivery horizon (lease + retry + tolerated downtime) — and the seq guard on.
+    /// The guard is what catches a copy that arrives after its inbox row was swept: on a
+    /// machine loaded enough to stretch a run past the tolerated downtime (seen at load 25),
+    /// the window alone let a relay's late copies be applied twice.
     fn consumer_args(&self, drain: bool) -> Vec<String> {
         let lease = format!("{}ms", self.config.lease_ms);
         let mut args = strings(&[
@@ -249,6 +252,8 @@ impl Shop<'_> {
             "2s",
             "--sweep-every",
             "50ms",
+            "--seq-guard",
+            "on",
         ]);
         if drain {
             args.push("--until-idle".into());
