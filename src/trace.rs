@@ -38,6 +38,8 @@ pub enum Ev {
     TornTailCut,
     Cleaned,
     InboxSwept,
+    /// A relay gave up waiting for a partition's append lock (`partition`, `holder_pid`).
+    LockBusy,
 }
 
 impl Ev {
@@ -58,6 +60,7 @@ impl Ev {
         Ev::TornTailCut,
         Ev::Cleaned,
         Ev::InboxSwept,
+        Ev::LockBusy,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Ev {
             Ev::TornTailCut => "torn_tail_cut",
             Ev::Cleaned => "cleaned",
             Ev::InboxSwept => "inbox_swept",
+            Ev::LockBusy => "lock_busy",
         }
     }
 

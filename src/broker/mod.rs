@@ -47,6 +47,8 @@
 //! segments and retention (these files only grow), and a network protocol (here every process
 //! opens the files itself).
 
+mod durable;
+mod lock;
 mod offsets;
 mod reader;
 mod record;
@@ -56,7 +58,12 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use offsets::{commit_offset, offset_path, read_offset};
+pub use durable::{DurableEnd, durable_path};
+pub use lock::{DEFAULT_LOCK_WAIT_MS, LockWait, MAX_LOCK_WAIT_MS, holder_pid};
+pub use offsets::{
+    CommittedPosition, RecordMark, check_position, commit_offset, commit_position, offset_path,
+    read_offset, read_position,
+};
 pub use reader::{LogReader, RawRecord, Scan, scan, scan_each};
 pub use record::encode_record;
 pub use tail::recover;

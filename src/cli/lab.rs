@@ -35,6 +35,10 @@ pub struct CrashRunArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 300)]
     pub lease_ms: u64,
+    /// Also cut the power this many times while orders are placed: every process dies at
+    /// once and each log's un-synced tail is kept, cut, zeroed or garbled (outbox mode only).
+    #[arg(long, default_value_t = 0)]
+    pub power_cuts: usize,
     /// Instead of the seeded schedule, crash exactly here (`point@hit`, repeatable; see
     /// `crash-points`). Client hits count placements over the whole run.
     #[arg(long = "crash")]
@@ -57,6 +61,17 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
             "--orders, --relays and --batch must be positive".into(),
         ));
     }
+    if args.power_cuts > crate::lab::power_campaign::MAX_CUTS_PER_RUN {
+        return Err(Error::Input(format!(
+            "--power-cuts is at most {}",
+            crate::lab::power_campaign::MAX_CUTS_PER_RUN
+        )));
+    }
+    if args.power_cuts > 0 && args.mode != Mode::Outbox {
+        return Err(Error::Input(
+            "--power-cuts needs --mode outbox: the naive modes lose events without any cut".into(),
+        ));
+    }
     let explicit = if args.crash.is_empty() {
         None
     } else {
@@ -70,6 +85,7 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         crashes: args.crashes,
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
+        power_cuts: args.power_cuts,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
     let outcome = harness::run(&scenario)?;

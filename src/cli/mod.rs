@@ -14,6 +14,7 @@ mod cleanup;
 mod lab;
 mod parking;
 mod place;
+mod power;
 mod sweep;
 
 use std::path::PathBuf;
@@ -126,6 +127,10 @@ pub enum Command {
     CrashPoints,
     /// Run the pipeline as real processes, SIGKILLed on a seeded crash schedule, then verify.
     CrashRun(lab::CrashRunArgs),
+    /// Many crash runs with power cuts (logs lose their un-synced tails), across seeds.
+    PowerCuts(power::PowerCutsArgs),
+    /// Simulate one power cut on a data directory whose processes are all dead.
+    PowerCut(power::PowerCutArgs),
     /// Tell the story of one event (or one client request) from trace.jsonl.
     Trace(lab::TraceArgs),
     /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
@@ -274,6 +279,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel,
+                ..RelayConfig::default()
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;
@@ -336,6 +342,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CrashRun(args) => lab::crash_run(args),
+        Command::PowerCuts(args) => power::power_cuts(args),
+        Command::PowerCut(args) => power::power_cut(args),
         Command::Trace(args) => lab::trace(args),
         Command::Replicas(args) => lab::replicas(args),
         Command::Cleanup(args) => cleanup::run(args),

@@ -124,6 +124,26 @@ pub fn summary(o: &Outcome) -> String {
             o.unfired.join(", ")
         );
     }
+    if !o.power_cuts.is_empty() {
+        let _ = writeln!(out, "power cuts ({}):", o.power_cuts.len());
+        for (i, cut) in o.power_cuts.iter().enumerate() {
+            let tails: Vec<String> = cut
+                .partitions
+                .iter()
+                .map(|p| {
+                    let rewound = p
+                        .durable_end_rewound_to
+                        .map_or(String::new(), |e| format!(", durable end back to {e}"));
+                    format!(
+                        "p{} {}{rewound}",
+                        p.partition,
+                        p.shape.map_or("-", |s| s.name())
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "  cut {:<3} {}", i + 1, tails.join(" · "));
+        }
+    }
     let _ = writeln!(out, "checker (seed {}):", o.seed);
     out.push_str(&o.report.to_text());
     out

@@ -5,6 +5,7 @@
 //! - [`checker`]: `verify` — lost, ghost, redelivered, applied twice, out of order;
 //! - [`harness`]: real child processes SIGKILLed on a seeded schedule, restarted, drained;
 //!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
+//! - [`power_campaign`]: many power cuts ([`harness::power`]) across seeds, summed up;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
 //! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
@@ -20,5 +21,6 @@ pub mod fixture;
 pub mod harness;
 pub mod inbox_bench;
 pub mod inbox_demo;
+pub mod power_campaign;
 pub mod replicas;
 pub mod rundir;

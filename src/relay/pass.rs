@@ -1,13 +1,14 @@
 //! One relay pass: claim, append, sync, mark. See the module above for the crash windows.
 
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::broker::partition_of;
+use crate::broker::{LockWait, partition_of};
 use crate::clock::Clock;
 use crate::crashpoint::{self, Point};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::outbox::{self, ClaimedRow};
 use crate::relay::Relay;
 use crate::trace::{self, Ev};
@@ -17,6 +18,8 @@ pub struct PassReport {
     pub claimed: usize,
     pub marked: usize,
     pub fenced: usize,
+    /// Claimed but not appended: their partition's append lock stayed busy (see `lock_watch`).
+    pub unshipped: usize,
     pub partitions_touched: usize,
     /// Time in each step of this pass (µs): what a benchmark needs to find the bottleneck.
     pub claim_us: u64,
@@ -28,6 +31,11 @@ pub struct PassReport {
 impl Relay {
     /// One pass. Returns what it did; `claimed == 0` means there was nothing to claim.
     pub fn pass(&mut self) -> Result<PassReport> {
+        self.pass_until(&AtomicBool::new(false))
+    }
+
+    /// One pass whose waits for append locks end early when `stop` is set (SIGTERM).
+    pub fn pass_until(&mut self, stop: &AtomicBool) -> Result<PassReport> {
         self.pass_no += 1;
         let token = format!(
             "{}/{}.{:08x}/{}",
@@ -52,23 +60,13 @@ impl Relay {
         let claimed_at = Instant::now();
 
         let by_partition = self.group_by_partition(&claim.rows);
-        for (partition, records) in by_partition.iter().enumerate() {
-            if records.is_empty() {
-                continue;
-            }
-            let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
-            let appended = self.broker.write(partition as u32, &slices)?;
-            trace::emit(Ev::Appended, || {
-                json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
-                        "offset_bytes": appended.first_offset_bytes,
-                        "event_ids": records.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() })
-            });
-        }
+        let busy = self.append_all(&by_partition, stop)?;
+        let unshipped = self.release_busy(&claim, &by_partition, &busy)?;
         crashpoint::point(Point::RelayAfterAppend);
         let appended_at = Instant::now();
 
         let touched: Vec<u32> = (0..self.partitions)
-            .filter(|p| !by_partition[*p as usize].is_empty())
+            .filter(|p| !by_partition[*p as usize].is_empty() && !busy.contains(p))
             .collect();
         // Durable before marked: the one ordering the relay must never break. Either way, every
         // touched partition is synced before we go on.
@@ -87,7 +85,7 @@ impl Relay {
         let synced_at = Instant::now();
 
         let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
-        let fenced = claim.rows.len() - marked;
+        let fenced = claim.rows.len() - unshipped - marked;
         trace::emit(Ev::Marked, || {
             json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,
                     "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() })
@@ -96,12 +94,91 @@ impl Relay {
             claimed: claim.rows.len(),
             marked,
             fenced,
+            unshipped,
             partitions_touched: touched.len(),
             claim_us: micros(claimed_at - started),
             append_us: micros(appended_at - claimed_at),
             sync_us: micros(synced_at - appended_at),
             mark_us: micros(synced_at.elapsed()),
         })
+    }
+
+    /// Append each partition's group, one batch each. A partition whose append lock stays busy
+    /// for `lock_wait_ms` (at most half the lease; or until `stop`) is skipped and returned:
+    /// the others still ship.
+    fn append_all(
+        &mut self,
+        by_partition: &[Vec<(String, Vec<u8>)>],
+        stop: &AtomicBool,
+    ) -> Result<Vec<u32>> {
+        // Never wait out more than half the lease: the rows of the other partitions in this
+        // claim would be fenced by the time we mark them. A frozen holder's partition then
+        // costs one such wait per lease period (its rows keep their lease when released),
+        // while a merely slow holder on a loaded machine is still waited for.
+        let wait = LockWait {
+            max_wait_ms: self.config.lock_wait_ms.min(self.config.lease_ms / 2),
+            stop: Some(stop),
+        };
+        let mut busy = Vec::new();
+        for (partition, records) in by_partition.iter().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            let partition = partition as u32;
+            let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
+            let appended = match self.broker.write_within(partition, &slices, &wait) {
+                Ok(appended) => appended,
+                Err(Error::LockBusy { holder_pid, .. }) => {
+                    self.note_busy(partition, holder_pid);
+                    busy.push(partition);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.lock_watch.clear(partition);
+            trace::emit(Ev::Appended, || {
+                json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
+                        "offset_bytes": appended.first_offset_bytes,
+                        "event_ids": records.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() })
+            });
+        }
+        Ok(busy)
+    }
+
+    fn note_busy(&mut self, partition: u32, holder_pid: Option<u32>) {
+        trace::emit(Ev::LockBusy, || {
+            json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
+                    "holder_pid": holder_pid })
+        });
+        if let Some(report) = self
+            .lock_watch
+            .busy(&self.config.name, partition, holder_pid)
+        {
+            eprintln!("{report}");
+        }
+    }
+
+    /// Give up this claim's rows in busy partitions, so that the mark after the sync cannot
+    /// touch them; they keep their lease time and are claimed again when it runs out.
+    fn release_busy(
+        &mut self,
+        claim: &outbox::Claim,
+        by_partition: &[Vec<(String, Vec<u8>)>],
+        busy: &[u32],
+    ) -> Result<usize> {
+        let ids: Vec<i64> = claim
+            .rows
+            .iter()
+            .filter(|r| busy.contains(&partition_of(&r.aggregate_id, self.partitions)))
+            .map(|r| r.id)
+            .collect();
+        let expected: usize = busy.iter().map(|p| by_partition[*p as usize].len()).sum();
+        assert_eq!(ids.len(), expected, "rows of busy partitions miscounted");
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        outbox::release_unshipped(&mut self.conn, claim, &ids)?;
+        Ok(ids.len())
     }
 
     /// Records grouped by partition, each group in outbox id order (claims come back sorted).

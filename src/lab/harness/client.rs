@@ -119,6 +119,24 @@ impl Client {
         }
     }
 
+    /// A power cut: the order service dies now (SIGKILL), what it answered is kept, the rest is
+    /// sent again by a new incarnation (retries of committed orders are answered `duplicate`).
+    /// A client that had already died of its armed crash counts as that crash.
+    pub fn power_cut(&mut self, logs: &Path, fired: &mut Vec<Fired>) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(()); // done: every order answered
+        };
+        if child.try_ended()?.is_some() {
+            return self.poll(logs, fired).map(|_| ()); // ended on its own: the usual path
+        }
+        let _ = child.signal(libc::SIGKILL);
+        child.wait_ended()?;
+        let mut child = self.child.take().expect("checked above");
+        self.take_replies(&mut child)?;
+        self.requeue_unanswered();
+        self.start(logs)
+    }
+
     fn take_replies(&mut self, child: &mut Child) -> Result<()> {
         for line in child.stdout_lines() {
             let reply: serde_json::Value = serde_json::from_str(&line)

@@ -16,6 +16,7 @@
 
 pub(crate) mod child;
 mod client;
+pub mod power;
 pub(crate) mod restarter;
 pub mod schedule;
 pub mod story;
@@ -48,6 +49,9 @@ pub struct Scenario {
     pub relays: usize,
     pub relay_batch: usize,
     pub lease_ms: u64,
+    /// Power cuts while orders are placed: every process dies at once and the logs' un-synced
+    /// tails are damaged (see [`power`]); then all restart.
+    pub power_cuts: usize,
     /// Replace the seeded schedule with these `point@hit`s.
     pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
 }
@@ -64,6 +68,7 @@ impl Scenario {
             relays: 1,
             relay_batch: 10,
             lease_ms: 300,
+            power_cuts: 0,
             explicit: None,
         }
     }
@@ -98,6 +103,8 @@ pub struct Outcome {
     /// Scheduled crashes whose moment never came (too little work left).
     pub unfired: Vec<String>,
     pub client_incarnations: u32,
+    /// What each power cut did, in order.
+    pub power_cuts: Vec<power::PowerCutReport>,
     pub wall_ms: u64,
     pub report: Report,
 }
@@ -145,8 +152,25 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(POLL_MS));
         Ok(())
     };
+    let mut cuts = power::CutSchedule::from_seed(s.seed, s.orders, s.power_cuts);
+    let mut power_cuts = Vec::new();
     // Phase 1: everything runs and crashes concurrently until every order has its reply.
     loop {
+        if cuts.due(&data)? {
+            // Every process of the run dies at once, then the files lose what was not synced.
+            client.power_cut(&logs, &mut fired)?;
+            let relay_slots = match relays.as_mut() {
+                Some(relays) => relays.kill_all(&mut fired)?,
+                None => Vec::new(),
+            };
+            let consumer_slots = consumer.kill_all(&mut fired)?;
+            power_cuts.push(power::power_cut(&data, &mut cuts.rng)?);
+            if let Some(relays) = relays.as_mut() {
+                relays.restart_after_cut(&relay_slots, &logs)?;
+            }
+            consumer.restart_after_cut(&consumer_slots, &logs)?;
+            continue;
+        }
         let done = client.poll(&logs, &mut fired)?;
         if let Some(relays) = relays.as_mut() {
             relays.poll(&logs, &mut fired)?;
@@ -185,6 +209,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         fired,
         unfired,
         client_incarnations: client.incarnations,
+        power_cuts,
         wall_ms: started.elapsed().as_millis() as u64,
         report,
     })

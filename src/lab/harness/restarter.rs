@@ -105,6 +105,43 @@ impl Restarter {
         }
     }
 
+    /// A power cut: every running child dies now (SIGKILL). A child that had already died of
+    /// its own armed crash counts as that crash; the others hand their unfired crash back.
+    /// Call [`Restarter::restart_after_cut`] once the files have been cut.
+    pub fn kill_all(&mut self, fired: &mut Vec<Fired>) -> Result<Vec<usize>> {
+        let mut killed = Vec::new();
+        for slot in 0..self.running.len() {
+            let Some(mut child) = self.running[slot].take() else {
+                continue;
+            };
+            let ended = match child.try_ended()? {
+                Some(ended) => ended,
+                None => {
+                    let _ = child.signal(libc::SIGKILL); // it may die of its own crash first
+                    child.wait_ended()?;
+                    if let Some(point) = child.armed.clone() {
+                        self.crashes.push_front(point);
+                    }
+                    killed.push(slot);
+                    continue;
+                }
+            };
+            match ended {
+                Ended::Crashed => fired.push(Fired::of(&child)),
+                Ended::Done if self.draining => continue, // finished: nothing to restart
+                Ended::Done => {}
+                Ended::Failed(why) => return Err(Error::Input(format!("lab child failed: {why}"))),
+            }
+            killed.push(slot);
+        }
+        Ok(killed)
+    }
+
+    /// Start again the slots [`Restarter::kill_all`] emptied.
+    pub fn restart_after_cut(&mut self, slots: &[usize], logs: &Path) -> Result<()> {
+        slots.iter().try_for_each(|slot| self.start(*slot, logs))
+    }
+
     /// Stop the steady-state children and start the self-terminating round.
     pub fn drain(&mut self, logs: &Path, fired: &mut Vec<Fired>) -> Result<()> {
         self.draining = true;
