@@ -43,7 +43,7 @@ pub enum Ev {
 }
 
 impl Ev {
-    pub const ALL: [Ev; 16] = [
+    pub const ALL: [Ev; 17] = [
         Ev::Placed,
         Ev::Committed,
         Ev::Claimed,

@@ -23,6 +23,7 @@ use crate::error::{Context, Error, Result};
 use crate::lab::campaign::kind::Kind;
 use crate::lab::checker::{self, Report};
 use crate::lab::harness::child::{self, Child, Ended, Spec};
+use crate::lab::harness::power;
 
 /// How each run is sized and paced.
 #[derive(Debug, Clone, Serialize)]
@@ -96,8 +97,10 @@ pub fn run_one(root: &Path, seed: u64, kind: Kind, config: &RunConfig) -> Result
         arm(Component::Consumer),
     )?;
     let mut children = [client, relay, consumer];
-    if kind == Kind::OutsideKill {
-        outside_kill(&mut children, &mut rng)?;
+    match kind {
+        Kind::OutsideKill => outside_kill(&mut children, &mut rng)?,
+        Kind::PowerCut => power_cut(&mut children, &data, &mut rng)?,
+        Kind::Point(_) => {}
     }
     let [client, relay, consumer] = children;
     shop.finish("client", client, |s| s.client_args())?;
@@ -134,6 +137,22 @@ fn outside_kill(children: &mut [Child], rng: &mut fastrand::Rng) -> Result<()> {
         return Ok(()); // everything already ended: nothing left to kill
     }
     children[running[rng.usize(..running.len())]].signal(libc::SIGKILL)
+}
+
+/// At a random instant, SIGKILL every child at once, then damage the logs' un-synced tails as
+/// a power cut could. The children are reaped first: nothing may append during the cut.
+fn power_cut(children: &mut [Child], data: &DataDir, rng: &mut fastrand::Rng) -> Result<()> {
+    std::thread::sleep(Duration::from_millis(rng.u64(0..=40)));
+    for child in children.iter_mut() {
+        if child.try_ended()?.is_none() {
+            child.signal(libc::SIGKILL)?;
+        }
+    }
+    for child in children.iter_mut() {
+        child.wait_ended()?;
+    }
+    power::power_cut(data, rng)?;
+    Ok(())
 }
 
 impl Shop<'_> {
