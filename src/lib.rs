@@ -28,7 +28,8 @@
 //! Shared plumbing: [`datadir`] (where everything lives), [`db`] (SQLite with explicit
 //! durability), [`event`] (the record's shape), [`clock`], [`trace`] (`trace.jsonl`),
 //! [`wake`] (the doorbell: an idle relay or consumer woken by a write to the WAL or the log,
-//! instead of sleeping out its poll), [`error`].
+//! instead of sleeping out its poll), [`error`], and [`lag`] (how far behind each stage is,
+//! read-only, for monitoring).
 //!
 //! ## The lab (what proves it)
 //!
@@ -66,6 +67,7 @@ pub mod db;
 pub mod error;
 pub mod event;
 pub mod lab;
+pub mod lag;
 pub mod order;
 pub mod outbox;
 pub mod relay;

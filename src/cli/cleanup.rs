@@ -104,6 +104,7 @@ impl CleanupFlags {
 
 #[derive(Args, Debug)]
 pub struct CleanupArgs {
+    /// Data directory (created by `init`).
     #[arg(long)]
     pub dir: PathBuf,
     #[command(flatten)]

@@ -15,6 +15,7 @@ use crate::error::{Context, Error};
 
 #[derive(Args, Debug)]
 pub struct ParkedArgs {
+    /// The data directory.
     #[arg(long)]
     pub dir: PathBuf,
     /// One JSON object per line instead of a table.
@@ -47,6 +48,7 @@ pub fn list(args: ParkedArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct ReleaseArgs {
+    /// The data directory.
     #[arg(long)]
     pub dir: PathBuf,
     /// The parked event (its order's head; `outbox-lab parked` lists them).

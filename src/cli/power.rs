@@ -19,16 +19,19 @@ pub struct PowerCutsArgs {
     /// The first seed; runs use seed, seed+1, …
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How many runs (seeds seed, seed+1, …), each with its own power cuts.
     #[arg(long, default_value_t = 50)]
     pub runs: u64,
     /// Power cuts per run.
     #[arg(long, default_value_t = 10)]
     pub cuts: usize,
+    /// Orders the client places in each run.
     #[arg(long, default_value_t = 150)]
     pub orders: u64,
     /// Scheduled SIGKILLs per run, on top of the cuts.
     #[arg(long, default_value_t = 6)]
     pub crashes: usize,
+    /// Relay processes running at once in each run.
     #[arg(long, default_value_t = 2)]
     pub relays: usize,
     /// Print the summary as one JSON object instead of text.
