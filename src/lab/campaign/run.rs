@@ -53,6 +53,11 @@ impl RunResult {
 
 /// Incarnations of one role before a run gives up on it (each crash costs one).
 const MAX_INCARNATIONS: u32 = 4;
+/// The longest any one child may take; past it the child is killed and the run fails.
+const CHILD_DEADLINE: Duration = Duration::from_secs(60);
+/// How often a stopping child is sent SIGTERM again: a SIGTERM that lands while the child is
+/// still installing its handler can be lost (seen once in 2,000 runs), so one is not enough.
+const RESEND_TERM_EVERY: Duration = Duration::from_millis(200);
 
 struct Shop<'a> {
     dir: String,
@@ -124,6 +129,32 @@ pub fn run_one(root: &Path, seed: u64, kind: Kind, config: &RunConfig) -> Result
     })
 }
 
+/// Wait for `child` to end, at most [`CHILD_DEADLINE`]; with `terminate`, ask it to stop
+/// (SIGTERM, repeated). Past the deadline it is killed and the wait is an error.
+fn wait_bounded(child: &mut Child, terminate: bool) -> Result<Ended> {
+    let started = Instant::now();
+    let mut last_term: Option<Instant> = None;
+    loop {
+        if let Some(ended) = child.try_ended()? {
+            return Ok(ended);
+        }
+        if started.elapsed() > CHILD_DEADLINE {
+            let _ = child.signal(libc::SIGKILL);
+            let _ = child.wait_ended();
+            return Err(Error::Input(format!(
+                "{} still running after {} s: killed",
+                child.name,
+                CHILD_DEADLINE.as_secs()
+            )));
+        }
+        if terminate && last_term.is_none_or(|t| t.elapsed() >= RESEND_TERM_EVERY) {
+            let _ = child.terminate();
+            last_term = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// At a random instant, SIGKILL one of the children still running (by its pid).
 fn outside_kill(children: &mut [Child], rng: &mut fastrand::Rng) -> Result<()> {
     std::thread::sleep(Duration::from_millis(rng.u64(0..=40)));
@@ -177,7 +208,7 @@ impl Shop<'_> {
         args: impl Fn(&Self) -> Vec<String>,
     ) -> Result<()> {
         for incarnation in 2..=MAX_INCARNATIONS + 1 {
-            match child.wait_ended()? {
+            match wait_bounded(&mut child, false)? {
                 Ended::Done => return Ok(()),
                 Ended::Crashed => self.crashes += 1,
                 Ended::Failed(why) => return Err(Error::Input(why)),
@@ -194,10 +225,7 @@ impl Shop<'_> {
     /// armed) has not happened yet.
     fn stop(&mut self, child: Child) -> Result<bool> {
         let mut child = child;
-        if child.try_ended()?.is_none() {
-            let _ = child.terminate();
-        }
-        match child.wait_ended()? {
+        match wait_bounded(&mut child, true)? {
             Ended::Done => Ok(true),
             Ended::Crashed => {
                 self.crashes += 1;
