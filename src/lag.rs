@@ -6,14 +6,19 @@
 //!   age of the oldest           committed offset · lag             age of the oldest
 //! ```
 //!
-//! Everything is read, nothing written: the databases are opened read-only, the log files and
-//! offset files only read. So `lag` may run at any time next to a live pipeline, as often as
-//! a monitoring script likes. Figures are a snapshot: each store is read in turn, not at one
+//! Everything is read, nothing written: the databases are opened read-only, the log, durable-end
+//! and offset files only read. So `lag` may run at any time next to a live pipeline, as often
+//! as a monitoring script likes. Figures are a snapshot: each store is read in turn, not at one
 //! instant, so a record appended between two reads may show in one figure and not the next.
 //!
-//! Not shown yet, and said so in the output: the partition's *durable end* (the byte up to
-//! which the log is known fsynced) and *parked* aggregates. This broker does not record either;
-//! they print as `n/a` rather than as a guess.
+//! Per partition, three lines in the log: the *log end* (bytes appended), the *durable end*
+//! (bytes known synced: what a consumer may read, see [`crate::broker::DurableEnd`]) and the
+//! group's committed offset. The lag counts from the committed offset to the durable end, as
+//! Kafka counts it to the high-water mark: bytes past the durable end wait for a sync, not for
+//! the consumer (and may be torn, so they are not parsed).
+//!
+//! Not shown, and said so in the output: *parked* aggregates. This consumer parks none; the
+//! column prints `n/a` rather than a guess.
 
 use std::path::Path;
 
@@ -35,12 +40,13 @@ pub struct PartitionLag {
     pub partition: u32,
     /// Bytes in the log file (whole records and any half-written last one).
     pub log_end_bytes: u64,
-    /// Bytes known fsynced; None: this broker does not record it.
-    pub durable_end_bytes: Option<u64>,
+    /// Bytes known fsynced: a consumer reads only up to here.
+    pub durable_end_bytes: u64,
     /// Where the consumer group resumes: everything before it is applied.
     pub committed_offset_bytes: u64,
-    /// Whole records after the committed offset.
+    /// Whole records from the committed offset to the durable end: readable, not yet applied.
     pub lag_records: u64,
+    /// Bytes from the committed offset to the durable end.
     pub lag_bytes: u64,
 }
 
@@ -130,12 +136,13 @@ fn partition_lag(broker_dir: &Path, group: &str, partition: u32) -> Result<Parti
     let log_end_bytes = std::fs::metadata(&path)
         .ctx(format!("reading the size of {}", path.display()))?
         .len();
+    let durable_end_bytes = broker::DurableEnd::open(broker_dir, partition)?.read()?;
     let committed_offset_bytes = broker::read_offset(broker_dir, group, partition)?;
     let mut reader = LogReader::open(&path)?;
     let mut lag_records = 0u64;
     let mut at = committed_offset_bytes;
     loop {
-        let records = reader.read_from(at, COUNT_CHUNK_RECORDS)?;
+        let records = reader.read_durable(at, COUNT_CHUNK_RECORDS, durable_end_bytes)?;
         let Some(last) = records.last() else { break };
         at = last.next_offset_bytes;
         lag_records += records.len() as u64;
@@ -143,10 +150,10 @@ fn partition_lag(broker_dir: &Path, group: &str, partition: u32) -> Result<Parti
     Ok(PartitionLag {
         partition,
         log_end_bytes,
-        durable_end_bytes: None,
+        durable_end_bytes,
         committed_offset_bytes,
         lag_records,
-        lag_bytes: log_end_bytes.saturating_sub(committed_offset_bytes),
+        lag_bytes: durable_end_bytes.saturating_sub(committed_offset_bytes),
     })
 }
 
@@ -209,7 +216,7 @@ pub fn to_text(lag: &Lag) -> String {
             "  {:>9} {:>9} {:>13} {:>11} {:>13} {:>11}\n",
             p.partition,
             p.log_end_bytes,
-            opt(p.durable_end_bytes, ""),
+            p.durable_end_bytes,
             p.committed_offset_bytes,
             p.lag_records,
             p.lag_bytes
@@ -224,12 +231,8 @@ pub fn to_text(lag: &Lag) -> String {
         },
         opt(lag.parked_aggregates, "")
     ));
-    if lag.partitions.iter().any(|p| p.durable_end_bytes.is_none())
-        || lag.parked_aggregates.is_none()
-    {
-        out.push_str(
-            "(n/a: this broker records no durable end, and this consumer parks no aggregates)\n",
-        );
+    if lag.parked_aggregates.is_none() {
+        out.push_str("(n/a: this consumer parks no aggregates)\n");
     }
     out
 }

@@ -54,6 +54,8 @@
 //! | no event without its order | the same transaction: a rollback takes both |
 //! | every event reaches the log | the relay retries until marked; leases expire ([`outbox::claim`]) |
 //! | marked ⇒ durable in the log | `sync_data()` before the mark ([`relay`]) |
+//! | applied ⇒ durable in the log | consumers read only up to the durable end a sync published ([`broker::DurableEnd`]) |
+//! | a power cut damages only what was not synced | writers cut at the first bad byte past the durable end, and stop at damage before it ([`broker::recover`]) |
 //! | each effect exactly once | inbox row + effect in one transaction ([`consumer::apply`](mod@consumer::apply)) |
 //! | per-order event order | one partition per order; only an order's oldest unpublished event is claimable |
 

@@ -203,3 +203,28 @@ fn crash_run_refuses_an_html_path_that_is_not_a_page() {
     );
     assert!(!dir.exists(), "refused before the run started");
 }
+
+#[test]
+fn timeline_marks_every_power_cut() {
+    let root = temp_dir("timeline-power");
+    let html = root.join("run.html");
+    let out = run(&[
+        "crash-run",
+        "--dir",
+        root.join("data").to_str().unwrap(),
+        "--orders",
+        "40",
+        "--crashes",
+        "0",
+        "--power-cuts",
+        "2",
+        "--json",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome JSON");
+    let cuts = outcome["power_cuts"].as_array().unwrap().len();
+    assert!(cuts >= 1, "a power cut happened");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<g class=\"power-cut\"").count(), cuts);
+}

@@ -57,6 +57,10 @@ fn lag_follows_orders_from_outbox_to_log_to_inbox() {
         "all 20 wait after the consumer's offset"
     );
     for p in v["lag"]["partitions"].as_array().unwrap() {
+        assert_eq!(
+            p["durable_end_bytes"], p["log_end_bytes"],
+            "the relay synced all it appended"
+        );
         assert_eq!(p["lag_bytes"], p["log_end_bytes"], "nothing consumed yet");
     }
     assert_eq!(lag(&dir, &["--max-lag-records", "1"]).0, Some(1));

@@ -75,6 +75,9 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
             "--orders, --relays and --batch must be positive".into(),
         ));
     }
+    if let Some(path) = &args.html {
+        timeline::check_path(path)?; // before the run, not after it
+    }
     if args.power_cuts > crate::lab::power_campaign::MAX_CUTS_PER_RUN {
         return Err(Error::Input(format!(
             "--power-cuts is at most {}",
@@ -85,9 +88,6 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         return Err(Error::Input(
             "--power-cuts needs --mode outbox: the naive modes lose events without any cut".into(),
         ));
-    }
-    if let Some(path) = &args.html {
-        timeline::check_path(path)?; // before the run, not after it
     }
     let explicit = if args.crash.is_empty() {
         None

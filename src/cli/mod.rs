@@ -158,6 +158,8 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
+    Lag(lag::LagArgs),
     /// Fixture builder: write a drained run of N orders straight into a fresh data directory
     /// (for measuring `verify` at scale; not a pipeline run).
     Fixture(checklab::FixtureArgs),
@@ -168,8 +170,6 @@ pub enum Command {
     Parked(parking::ParkedArgs),
     /// Release a parked event: --retry applies it now, --skip lets it go; then its order flows.
     Release(parking::ReleaseArgs),
-    /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
-    Lag(lag::LagArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).

@@ -62,6 +62,8 @@ pub fn power_cuts(args: PowerCutsArgs) -> Result<ExitCode> {
     if args.seed.checked_add(args.runs).is_none() {
         return Err(Error::Input("--seed + --runs overflows".into()));
     }
+    // Runs clear their seed-N directories: only ever inside a directory that is a lab run's.
+    crate::lab::rundir::check_clearable(&args.dir, false)?;
     let campaign = Campaign {
         dir: args.dir,
         first_seed: args.seed,
@@ -106,6 +108,7 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
     let report = match &args.shape {
         None => power::power_cut(&dir, &mut rng)?,
         Some(name) => {
+            power::refuse_live_writers(&dir)?;
             let shape = power::TailShape::ALL
                 .into_iter()
                 .find(|s| s.name() == name)
@@ -113,7 +116,10 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
             let partitions = (0..dir.partitions)
                 .map(|p| power::cut_partition(&dir, p, shape, false, &mut rng))
                 .collect::<Result<Vec<_>>>()?;
-            power::PowerCutReport { partitions }
+            power::PowerCutReport {
+                at_us: crate::clock::now_us(),
+                partitions,
+            }
         }
     };
     for p in &report.partitions {

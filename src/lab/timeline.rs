@@ -134,7 +134,7 @@ fn svg(outcome: &Outcome, lines: &[Value], explained: &[consequence::Explained])
         if mine.is_empty() {
             let _ = write!(
                 s,
-                "<text class=\"idle\" x=\"{LABEL_W}\" y=\"{:.1}\">started late, found nothing left to do (no trace line)</text>",
+                "<text class=\"idle\" x=\"{LABEL_W}\" y=\"{:.1}\">no trace line: it found nothing to do, or died before its first</text>",
                 y + 4.0
             );
         }
@@ -169,6 +169,7 @@ fn svg(outcome: &Outcome, lines: &[Value], explained: &[consequence::Explained])
             esc(&e.fired.point)
         );
     }
+    power_cuts(&mut s, outcome, &scale, height - 30.0);
     anomalies(&mut s, outcome, lines, &scale, &lane_of, &lane_y);
     highlighted(&mut s, outcome, lines, &scale, &lane_of, &lane_y);
     s.push_str("</svg>\n");
@@ -201,6 +202,20 @@ fn axis(s: &mut String, scale: &Scale, y: f64) {
         tick_ms += step_ms;
     }
     s.push_str("</g>\n");
+}
+
+/// A power cut kills every process at once: a line across all lanes.
+fn power_cuts(s: &mut String, outcome: &Outcome, scale: &Scale, bottom: f64) {
+    for (i, cut) in outcome.power_cuts.iter().enumerate() {
+        let x = scale.x(cut.at_us);
+        let _ = writeln!(
+            s,
+            "<g class=\"power-cut\"><line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{bottom}\"/><text x=\"{:.1}\" y=\"{:.1}\">power cut {}</text></g>",
+            x + 3.0,
+            TOP - 4.0 - 11.0 * (i % 2) as f64,
+            i + 1
+        );
+    }
 }
 
 /// Lost orders at the commit whose event never followed; ghosts at their append.
@@ -369,6 +384,7 @@ svg text{font-size:11px;fill:#222}svg .pid{fill:#999}\
 .crash path{stroke:#d00;stroke-width:3}.crash text{fill:#d00;font-weight:600}\
 .lost circle{fill:#d00}.lost text{fill:#d00;font-weight:700}\
 .ghost path{fill:#80c}.ghost text{fill:#80c;font-weight:700}\
+.power-cut line{stroke:#e80;stroke-width:2;stroke-dasharray:6 3}.power-cut text{fill:#e80;font-weight:700}\
 .highlight polyline{fill:none;stroke:#06c;stroke-width:2;stroke-dasharray:4 3}\
 .step circle{fill:#06c}svg .key{fill:#06c;font-size:12px}svg .idle{fill:#999;font-style:italic}.step text{fill:#06c;font-size:10px;text-anchor:middle}\
 .side table{border-collapse:collapse;font-size:12px}.side td,.side th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
