@@ -91,8 +91,10 @@ pub enum Which {
         /// A server URL (a database is created for the run and dropped after).
         #[arg(long, value_name = "URL")]
         postgres: String,
+        /// Takeovers to time (each kills the streamer and waits for the standby).
         #[arg(long, default_value_t = 10)]
         rounds: usize,
+        /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
     },

@@ -83,6 +83,7 @@ pub fn relay(
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// A data directory initialised with `--postgres URL --cdc`.
     #[arg(long)]
     pub dir: PathBuf,
     /// One JSON object instead of text.
