@@ -43,7 +43,8 @@ fn run() -> outbox_lab::Result<ExitCode> {
     let outbox = demo::run_mode_on(&root, seed, Mode::Outbox, &store)?;
 
     println!("\n{}", compare::table(&[&naive, &publish_first, &outbox]));
-    print!("{}", compare::summary(&outbox));
+    print!("{}", compare::legend());
+    print!("{}", compare::summary(&outbox)?);
     println!("\nThe story of one event delivered twice but applied once:");
     print!("{}", demo::duplicate_story(&outbox)?);
     println!(

@@ -2,8 +2,10 @@
 //!
 //! Leases, retention windows and latencies all read this one clock. The offset (from the
 //! `OUTBOX_CLOCK_OFFSET_US` environment variable or [`set_offset_us`]) lets demos and tests
-//! jump hours ahead without sleeping through them. A real deployment would also worry about
-//! clock skew between machines: here every process shares one kernel clock.
+//! jump hours ahead without sleeping through them. Across machines clocks disagree: leases
+//! assume the relays' clocks are within `outbox::MAX_CLOCK_SKEW_MS` of each other, and treat a
+//! lease further ahead than that allows as expired (see `outbox::claim`). Here every process
+//! shares one kernel clock, unless the offset says otherwise.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};

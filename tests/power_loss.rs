@@ -163,7 +163,7 @@ fn garbage_tail_is_cut_at_the_durable_end() {
     );
 }
 
-/// Section one of the power-loss story, exactly: A and B appended but not synced must not be
+/// The lost-after-a-cut story, exactly: A and B appended but not synced must not be
 /// applied; C and D land where A and B were after the cut; nothing is skipped.
 #[test]
 fn consumer_never_applies_unsynced_records_so_a_power_cut_skips_nothing() {
@@ -350,6 +350,18 @@ fn frozen_lock_holder_leaves_other_partitions_flowing_and_sigterm_is_honoured() 
         frozen.id()
     );
     assert!(stderr.contains(&report), "expected {report:?} in: {stderr}");
+
+    // A power cut is only simulated on a dead pipeline: a live lock holder is refused, and
+    // the refusal changes nothing.
+    let lens: Vec<u64> = (0..4).map(|p| log_len(&dir, p)).collect();
+    let refused = run(&["power-cut", "--dir", &dir]);
+    assert_eq!((0..4).map(|p| log_len(&dir, p)).collect::<Vec<_>>(), lens);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("locked by a live writer"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 
     // The holder dies; its partition ships too, and everything checks out.
     kill_now(&mut frozen);

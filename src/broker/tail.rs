@@ -47,6 +47,9 @@ use crate::error::{Context, Error, Result};
 /// (events are ~300 bytes) and costs a few µs to read and verify; longer lines make it double.
 const TAIL_WINDOW_BYTES: u64 = 4 * 1024;
 
+/// The first read of the check past the durable end; later reads take [`READ_CHUNK_BYTES`].
+const FIRST_CHECK_READ_BYTES: usize = 16 * 1024;
+
 /// The largest window: a window this large without a line end before its last byte holds a
 /// line longer than any record, which is corruption.
 const TAIL_WINDOW_MAX_BYTES: u64 = 2 * MAX_LINE_BYTES as u64 + 1;
@@ -222,6 +225,8 @@ fn first_bad_byte(
     let mut buf_start_bytes = from_bytes;
     let mut pos = 0;
     let mut eof = false;
+    // Small first: on the append path the tail past the durable end is a batch or two.
+    let mut read_bytes = FIRST_CHECK_READ_BYTES;
     loop {
         let line_start_bytes = buf_start_bytes + pos as u64;
         let bad = |reason: String| -> Result<Option<u64>> {
@@ -261,6 +266,7 @@ fn first_bad_byte(
         buf.drain(..pos);
         buf_start_bytes += pos as u64;
         pos = 0;
-        eof = read_more(file, path, &mut buf, buf_start_bytes, READ_CHUNK_BYTES)? == 0;
+        eof = read_more(file, path, &mut buf, buf_start_bytes, read_bytes)? == 0;
+        read_bytes = READ_CHUNK_BYTES;
     }
 }

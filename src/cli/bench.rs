@@ -39,8 +39,10 @@ pub enum Which {
         /// Skip sizes above this (10000 for a quick run).
         #[arg(long, default_value_t = 10_000_000)]
         max_rows: u64,
+        /// Claims timed at each size.
         #[arg(long, default_value_t = 300)]
         claims: usize,
+        /// Rows per claim.
         #[arg(long, default_value_t = 100)]
         batch: usize,
         /// Also measure the partitioned layout with this many rows per segment (0: skip it).
@@ -60,10 +62,13 @@ pub enum Which {
         /// The writer's pace, orders per second.
         #[arg(long, default_value_t = 500)]
         rate: u64,
+        /// Partitioned layout: events per segment table.
         #[arg(long, default_value_t = crate::outbox::segments::DEFAULT_SEGMENT_ROWS)]
         segment_rows: i64,
+        /// Rows per delete transaction (single layout).
         #[arg(long, default_value_t = CleanupConfig::default().batch_rows)]
         batch_rows: usize,
+        /// Gap between cleanup transactions, so waiting writers get the lock.
         #[arg(long, default_value_t = CleanupConfig::default().pause_ms)]
         pause_ms: u64,
         /// Alternations of the no-cleanup and cleanup phases (orders are split over them).

@@ -15,8 +15,10 @@ pub struct WriteArgs {
     /// Orders per run (each variant, each round, in a fresh data directory).
     #[arg(long, default_value_t = 1_000)]
     pub orders: u64,
+    /// How many times each variant runs.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Seed of the generated orders.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Also write the figures as JSON here.
@@ -32,10 +34,13 @@ pub struct RelayArgs {
     /// Each run stops after this long, drained or not.
     #[arg(long, default_value_t = 1_000)]
     pub run_ms: u64,
+    /// How many times each variant runs.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Seed of the generated orders.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -48,10 +53,13 @@ pub struct LatencyArgs {
     /// How long each run places orders.
     #[arg(long, default_value_t = 2_000)]
     pub duration_ms: u64,
+    /// How many times each variant runs.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Seed of the generated orders.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }

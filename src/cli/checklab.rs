@@ -42,6 +42,7 @@ pub struct CampaignArgs {
     /// How many runs (seeds first-seed, first-seed+1, …).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=campaign::MAX_SEEDS))]
     pub seeds: u64,
+    /// The seed of the first run; a failing seed is replayed with `--first-seed N --seeds 1`.
     #[arg(long, default_value_t = 1)]
     pub first_seed: u64,
     /// Orders per run, each possibly paid and shipped.

@@ -129,6 +129,7 @@ impl CleanupFlags {
 
 #[derive(Args, Debug)]
 pub struct CleanupArgs {
+    /// Data directory (created by `init`).
     #[arg(long)]
     pub dir: PathBuf,
     #[command(flatten)]

@@ -13,10 +13,13 @@ mod bounds;
 mod checklab;
 mod cleanup;
 mod lab;
+mod lag;
+mod parking;
 mod place;
 mod power;
 mod sweep;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use clap::{Parser, Subcommand};
 
 use crate::consumer::{self, ConsumerConfig};
 use crate::datadir::DataDir;
+use crate::error::Context;
 use crate::lab::checker;
 use crate::relay::{Relay, RelayConfig};
 use crate::wake::{self, WakeMode};
@@ -46,8 +50,10 @@ pub struct Cli {
 pub enum Command {
     /// Create both databases and the broker (idempotent).
     Init {
+        /// Data directory to create (or check, if it exists).
         #[arg(long)]
         dir: PathBuf,
+        /// Log partitions; an order's events all go to one (CRC-32 of its id, modulo this).
         #[arg(long, default_value_t = broker::DEFAULT_PARTITIONS)]
         partitions: u32,
         #[command(flatten)]
@@ -61,22 +67,28 @@ pub enum Command {
     Place(place::PlaceArgs),
     /// Pay an order: writes OrderPaid (seq 2) with the status change.
     Pay {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
+        /// The order, as `place` printed it.
         #[arg(long)]
         order_id: i64,
     },
     /// Ship a paid order: writes OrderShipped (seq 3) with the status change.
     Ship {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
+        /// The order, as `place` printed it.
         #[arg(long)]
         order_id: i64,
     },
     /// A polling relay: outbox rows -> log. Several may run at once.
     Relay {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
+        /// This relay's name: in its leases, in the log records it appends, in the trace.
         #[arg(long, default_value = "relay")]
         id: String,
         /// Sleep after an empty pass; with `--wake wal`, the longest wait for the doorbell.
@@ -85,8 +97,11 @@ pub enum Command {
         /// `wal`: run the next pass as soon as a commit writes orders.db-wal (Linux inotify).
         #[arg(long, value_enum, default_value_t = RelayWake::Poll)]
         wake: RelayWake,
+        /// Rows claimed per pass (1 to the claim's maximum).
         #[arg(long, default_value_t = 100)]
         batch: usize,
+        /// How long a claim lasts: after this, another relay may ship the rows (a dead relay's
+        /// rows wait this long).
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
         /// PostgreSQL store: `locked` holds the claim's row locks across append and sync;
@@ -104,8 +119,10 @@ pub enum Command {
     },
     /// The idempotent consumer (one worker per partition).
     Consume {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
+        /// Consumer group: its committed offsets are kept per group.
         #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
@@ -124,10 +141,13 @@ pub enum Command {
     SweepInbox(sweep::SweepArgs),
     /// The checker: lost, ghost, redelivered, applied twice, out of order.
     Verify {
+        /// Data directory of a drained run.
         #[arg(long)]
         dir: PathBuf,
+        /// Consumer group whose offsets and effects to check.
         #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -147,12 +167,18 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
+    Lag(lag::LagArgs),
     /// Fixture builder: write a drained run of N orders straight into a fresh data directory
     /// (for measuring `verify` at scale; not a pipeline run).
     Fixture(checklab::FixtureArgs),
     /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
     /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
     Campaign(checklab::CampaignArgs),
+    /// List events the consumer parked (refused by a rule) and those waiting behind them.
+    Parked(parking::ParkedArgs),
+    /// Release a parked event: --retry applies it now, --skip lets it go; then its order flows.
+    Release(parking::ReleaseArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -211,6 +237,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            // `outbox-lab place … | head`: the reader left. Stop quietly, as Unix tools do
+            // (they die of SIGPIPE: status 128 + 13). Every reply written so far was for an
+            // order already committed; the rest of the input was never read.
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("outbox-lab: error: {e}");
             ExitCode::from(2)
@@ -349,8 +381,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::CrashPoints => {
+            let mut out = std::io::stdout().lock();
             for point in crashpoint::Point::ALL {
-                println!("{:<22} {}", point.name(), point.shows());
+                writeln!(out, "{:<22} {}", point.name(), point.shows()).ctx("writing to stdout")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -363,5 +396,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(args),
         Command::Fixture(args) => checklab::fixture(args),
         Command::Campaign(args) => checklab::campaign(args),
+        Command::Parked(args) => parking::list(args),
+        Command::Release(args) => parking::release(args),
+        Command::Lag(args) => lag::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `command path --flag` for every argument, of every subcommand, without a help line.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                out.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_has_a_help_line() {
+        let mut missing = Vec::new();
+        undocumented(&super::Cli::command(), "outbox-lab", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
     }
 }

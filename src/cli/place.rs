@@ -16,13 +16,16 @@ use crate::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct PlaceArgs {
+    /// Data directory (created by `init`).
     #[arg(long)]
     pub dir: PathBuf,
+    /// outbox: order + event in one transaction; naive / naive-publish-first: the dual write.
     #[arg(long, value_enum, default_value_t = Mode::Outbox)]
     pub mode: Mode,
     /// Generate this many orders instead of reading stdin.
     #[arg(long)]
     pub count: Option<u64>,
+    /// Seed of the generated orders (same seed, same orders).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Index of the first generated order (request ids are s{seed}-o{index}).

@@ -19,16 +19,19 @@ pub struct PowerCutsArgs {
     /// The first seed; runs use seed, seed+1, …
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How many runs (seeds seed, seed+1, …), each with its own power cuts.
     #[arg(long, default_value_t = 50)]
     pub runs: u64,
     /// Power cuts per run.
     #[arg(long, default_value_t = 10)]
     pub cuts: usize,
+    /// Orders the client places in each run.
     #[arg(long, default_value_t = 150)]
     pub orders: u64,
     /// Scheduled SIGKILLs per run, on top of the cuts.
     #[arg(long, default_value_t = 6)]
     pub crashes: usize,
+    /// Relay processes running at once in each run.
     #[arg(long, default_value_t = 2)]
     pub relays: usize,
     /// Print the summary as one JSON object instead of text.
@@ -59,6 +62,8 @@ pub fn power_cuts(args: PowerCutsArgs) -> Result<ExitCode> {
     if args.seed.checked_add(args.runs).is_none() {
         return Err(Error::Input("--seed + --runs overflows".into()));
     }
+    // Runs clear their seed-N directories: only ever inside a directory that is a lab run's.
+    crate::lab::rundir::check_clearable(&args.dir, false)?;
     let campaign = Campaign {
         dir: args.dir,
         first_seed: args.seed,
@@ -103,6 +108,7 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
     let report = match &args.shape {
         None => power::power_cut(&dir, &mut rng)?,
         Some(name) => {
+            power::refuse_live_writers(&dir)?;
             let shape = power::TailShape::ALL
                 .into_iter()
                 .find(|s| s.name() == name)
@@ -110,7 +116,10 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
             let partitions = (0..dir.partitions)
                 .map(|p| power::cut_partition(&dir, p, shape, false, &mut rng))
                 .collect::<Result<Vec<_>>>()?;
-            power::PowerCutReport { partitions }
+            power::PowerCutReport {
+                at_us: crate::clock::now_us(),
+                partitions,
+            }
         }
     };
     for p in &report.partitions {

@@ -91,6 +91,7 @@ impl InboxArgs {
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
+    /// Data directory (created by `init`).
     #[arg(long)]
     pub dir: PathBuf,
     #[command(flatten)]
@@ -136,6 +137,7 @@ pub struct BenchInboxArgs {
     /// How often the sweeper runs: one sweep deletes what aged out in this interval.
     #[arg(long, value_parser = parse_duration_ms, default_value = "1m")]
     pub sweep_every: u64,
+    /// Rows deleted per sweep transaction.
     #[arg(long, default_value_t = 500)]
     pub batch_rows: u32,
     /// Skip combinations whose inbox would be bigger than this.

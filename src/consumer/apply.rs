@@ -16,6 +16,7 @@
 use rusqlite::{Connection, params};
 
 use crate::consumer::guard::{self, Verdict};
+use crate::consumer::parking;
 use crate::consumer::retention::Retention;
 use crate::consumer::schema::Counter;
 use crate::db::write_tx;
@@ -30,6 +31,9 @@ pub enum Outcome {
     /// New to the inbox (its row was swept, say) but its seq is not newer than the last one
     /// applied for its aggregate: a late copy, dropped by the seq guard.
     DroppedStale,
+    /// Held back (see [`super::parking`]): refused by a business rule, or behind its order's
+    /// parked event. Not applied, not in the inbox; the parked row holds it.
+    Parked,
 }
 
 /// How [`apply_with`] judges an event beyond the inbox. The default is the plain inbox.
@@ -70,7 +74,18 @@ pub fn apply_with(
     now_us: i64,
     options: &ApplyOptions,
 ) -> Result<Outcome> {
-    write_tx(conn, |tx| {
+    write_tx(conn, |tx| apply_in(tx, event, at, now_us, options))
+}
+
+/// [`apply_with`] inside the caller's transaction (a release applies several in one).
+pub(crate) fn apply_in(
+    tx: &rusqlite::Transaction<'_>,
+    event: &Event,
+    at: Position,
+    now_us: i64,
+    options: &ApplyOptions,
+) -> Result<Outcome> {
+    {
         let too_old = options
             .retention
             .is_some_and(|r| r.too_old_for_inbox(event.created_at_us, now_us));
@@ -85,9 +100,20 @@ pub fn apply_with(
             .ctx("preparing inbox insert")?
             .execute(params![event.event_id, now_us])
             .ctx("inserting into inbox")?;
-        if fresh == 0 {
+        if fresh == 0 || parking::is_held(tx, &event.event_id)? {
+            // Seen before: applied (inbox), or parked or skipped (a copy of a held event).
             bump(tx, Counter::SkippedDuplicate)?;
             return Ok(Outcome::SkippedDuplicate);
+        }
+        if let Some(hold) = parking::judge(tx, event)? {
+            // Not applied after all: out of the inbox again, into the parked table.
+            tx.prepare_cached("DELETE FROM inbox WHERE event_id = ?1")
+                .ctx("preparing inbox delete")?
+                .execute(params![event.event_id])
+                .ctx("taking a held event out of the inbox")?;
+            parking::park(tx, event, at, &hold, now_us)?;
+            bump(tx, Counter::Parked)?;
+            return Ok(Outcome::Parked);
         }
         match guard::judge(tx, event)? {
             Verdict::Stale { .. } if options.seq_guard => {
@@ -129,10 +155,10 @@ pub fn apply_with(
         }
         bump(tx, Counter::Applied)?;
         Ok(Outcome::Applied)
-    })
+    }
 }
 
-fn bump(tx: &rusqlite::Transaction<'_>, counter: Counter) -> Result<()> {
+pub(crate) fn bump(tx: &rusqlite::Transaction<'_>, counter: Counter) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO counters (name, value) VALUES (?1, 1)
          ON CONFLICT (name) DO UPDATE SET value = value + 1",

@@ -102,6 +102,7 @@ fn apply_record(
         Outcome::Applied => Ev::Applied,
         Outcome::SkippedDuplicate => Ev::SkippedDuplicate,
         Outcome::DroppedStale => Ev::DroppedBySeqGuard,
+        Outcome::Parked => Ev::Parked,
     };
     trace::emit(ev, || {
         json!({ "event_id": event.event_id, "partition": partition, "offset_bytes": record.offset_bytes,
@@ -114,6 +115,7 @@ fn apply_record(
         applied: (outcome == Outcome::Applied) as u64,
         skipped_duplicates: (outcome == Outcome::SkippedDuplicate) as u64,
         dropped_by_seq_guard: (outcome == Outcome::DroppedStale) as u64,
+        parked: (outcome == Outcome::Parked) as u64,
         too_old_for_inbox: too_old as u64,
         swept_rows: 0,
     })

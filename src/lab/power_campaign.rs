@@ -82,6 +82,7 @@ impl Summary {
 pub fn run(c: &Campaign) -> Result<Summary> {
     assert!(c.runs <= MAX_RUNS && c.cuts_per_run <= MAX_CUTS_PER_RUN);
     std::fs::create_dir_all(&c.dir).ctx(format!("creating {}", c.dir.display()))?;
+    crate::lab::rundir::mark(&c.dir)?;
     let mut sum = Summary::default();
     for shape in TailShape::ALL {
         sum.shapes.insert(shape.name(), 0);

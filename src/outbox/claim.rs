@@ -9,7 +9,7 @@
 //!
 //! A row is claimable when it is unpublished, its lease is absent or expired, and no earlier
 //! event of the same aggregate is still unpublished (so per order, the first copy of every
-//! event reaches the log in seq order, whatever the number of relays — see WRITEUP.md).
+//! event reaches the log in seq order, whatever the number of relays — see WRITEUP.md and docs/relays.md).
 //!
 //! A lease is read on the claimer's clock. Every relay trusts the others' clocks to within
 //! [`MAX_CLOCK_SKEW_MS`]: a lease that ends further ahead than `lease_ms` plus that bound, on

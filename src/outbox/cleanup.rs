@@ -33,7 +33,7 @@
 //! default 0.2 % share is followed by 2.5 s without it. Why a share and not a fixed gap: an
 //! order that arrives while cleanup holds the lock waits for it, so the fraction of orders that
 //! wait is about cleanup's share of lock time. Keep it well under 1 % and the order service's p99 does
-//! not see cleanup at all; spend more and cleanup catches up faster. (Measured in WRITEUP.md:
+//! not see cleanup at all; spend more and cleanup catches up faster. (Measured in docs/cleanup.md:
 //! dropped segments keep up with the write rate inside a tiny share; batched deletes of random
 //! ids, which cost a random index page per row, need a large one.)
 //!

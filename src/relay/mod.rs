@@ -54,7 +54,7 @@ pub struct RelayConfig {
     /// PostgreSQL only: row locks held across append and sync, or a lease (see `store::pg`).
     pub claim_mode: ClaimMode,
     /// The longest a batch waits for a partition's append lock before its rows are left to
-    /// their lease and the pass moves on (see [`lock_watch`]).
+    /// their lease and the pass moves on (never more than half the lease).
     pub lock_wait_ms: u64,
 }
 

@@ -17,7 +17,7 @@ pub struct PassReport {
     pub claimed: usize,
     pub marked: usize,
     pub fenced: usize,
-    /// Claimed but not appended: their partition's append lock stayed busy (see `lock_watch`).
+    /// Claimed but not appended: their partition's append lock stayed busy.
     pub unshipped: usize,
     pub partitions_touched: usize,
     /// Time in each step of this pass (µs): what a benchmark needs to find the bottleneck.
@@ -48,6 +48,10 @@ impl Relay {
             .store
             .claim(&token, self.config.lease_ms, self.config.batch)?;
         if claim.rows.is_empty() {
+            // A pass that claimed nothing is not counted, so "pass N" in the trace is the N-th
+            // pass that shipped rows — the count `OUTBOX_CRASH=relay.…@N` uses too. Its token
+            // leased no row, so the next pass may reuse the number.
+            self.pass_no -= 1;
             return Ok(PassReport::default());
         }
         self.trace_claimed(&claim.rows);
@@ -110,16 +114,20 @@ impl Relay {
         // claim would be fenced by the time we mark them. A frozen holder's partition then
         // costs one such wait per lease period (its rows keep their lease when released),
         // while a merely slow holder on a loaded machine is still waited for.
-        let wait = LockWait {
-            max_wait_ms: self.config.lock_wait_ms.min(self.config.lease_ms / 2),
-            stop: Some(stop),
-        };
+        // The budget is for the whole pass, however many partitions turn out busy.
+        let budget_ms = self.config.lock_wait_ms.min(self.config.lease_ms / 2);
+        let budget_started = Instant::now();
         let mut busy = Vec::new();
         for (partition, records) in by_partition.iter().enumerate() {
             if records.is_empty() {
                 continue;
             }
             let partition = partition as u32;
+            let spent_ms = budget_started.elapsed().as_millis() as u64;
+            let wait = LockWait {
+                max_wait_ms: budget_ms.saturating_sub(spent_ms),
+                stop: Some(stop),
+            };
             let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
             let appended = match self.broker.write_within(partition, &slices, &wait) {
                 Ok(appended) => appended,

@@ -8,7 +8,7 @@
 //!        ├─ cleanup.rs  the order write path's p50/p99 with cleanup running vs not
 //!        └─ (yours)     a module returning a `Report`, plus one variant in cli/bench.rs
 //!        ▼
-//!   Report ── emit ──▶ stdout: title, a Markdown table (pastes into WRITEUP.md), notes
+//!   Report ── emit ──▶ stdout: title, a Markdown table (pastes into docs/performance.md), notes
 //!                └──▶ --json PATH (or `-` for stdout): the same numbers, machine-readable
 //! ```
 //!

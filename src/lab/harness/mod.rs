@@ -16,6 +16,7 @@
 
 pub(crate) mod child;
 mod client;
+pub mod consequence;
 pub mod power;
 pub(crate) mod restarter;
 pub mod schedule;
@@ -81,7 +82,11 @@ impl Scenario {
 pub struct Fired {
     pub child: String,
     pub pid: u32,
+    /// `point@hit`, numbered as `--crash` takes it: the client's hit counts placements over the
+    /// whole run; a relay's or consumer's counts passes of the incarnation it was handed to.
     pub point: String,
+    /// The client's request in flight when it died (client crashes only).
+    pub request_id: Option<String>,
 }
 
 impl Fired {
@@ -90,8 +95,17 @@ impl Fired {
             child: child.name.clone(),
             pid: child.pid(),
             point: child.armed.clone().unwrap_or_else(|| "(unarmed!)".into()),
+            request_id: None,
         }
     }
+}
+
+/// One process the harness started: a lane of the run's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    /// `client.2`, `relay-0.3` (slot 0, 3rd start), `consumer-0.1`.
+    pub name: String,
+    pub pid: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +118,8 @@ pub struct Outcome {
     pub fired: Vec<Fired>,
     /// Scheduled crashes whose moment never came (too little work left).
     pub unfired: Vec<String>,
+    /// Every process started, in start order (crashed or not).
+    pub processes: Vec<Started>,
     pub client_incarnations: u32,
     /// What each power cut did, in order.
     pub power_cuts: Vec<power::PowerCutReport>,
@@ -194,6 +210,9 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         step("draining the log")?;
     }
 
+    let mut processes = client.started.clone();
+    processes.extend(relays.iter().flat_map(|r| r.started.iter().cloned()));
+    processes.extend(consumer.started.iter().cloned());
     let mut unfired: Vec<String> = relays
         .map(|r| r.crashes.into_iter().collect())
         .unwrap_or_default();
@@ -207,6 +226,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         schedule,
         fired,
         unfired,
+        processes,
         client_incarnations: client.incarnations,
         power_cuts,
         wall_ms: started.elapsed().as_millis() as u64,

@@ -145,12 +145,16 @@ pub struct PartitionCut {
 /// What one power cut did, partition by partition.
 #[derive(Debug, Clone, Serialize)]
 pub struct PowerCutReport {
+    /// When the tails were rewritten (µs since the epoch, on the trace's clock): where the
+    /// run's timeline draws the cut.
+    pub at_us: i64,
     pub partitions: Vec<PartitionCut>,
 }
 
 /// Simulate a power cut on the files of `dir`, every shape drawn from `rng`. Every process
 /// of the run must already be dead (nothing may append while the tails are rewritten).
 pub fn power_cut(dir: &DataDir, rng: &mut fastrand::Rng) -> Result<PowerCutReport> {
+    refuse_live_writers(dir)?;
     let mut partitions = Vec::new();
     for partition in 0..dir.partitions {
         let shape = TailShape::ALL[rng.usize(..TailShape::ALL.len())];
@@ -158,7 +162,10 @@ pub fn power_cut(dir: &DataDir, rng: &mut fastrand::Rng) -> Result<PowerCutRepor
         let rewind = rng.u8(..4) == 0;
         partitions.push(cut_partition(dir, partition, shape, rewind, rng)?);
     }
-    Ok(PowerCutReport { partitions })
+    Ok(PowerCutReport {
+        at_us: crate::clock::now_us(),
+        partitions,
+    })
 }
 
 /// One partition's cut, with the shape chosen by the caller (tests force each shape).
@@ -185,6 +192,8 @@ pub fn cut_partition(
         .write(true)
         .open(&path)
         .ctx(format!("opening {} for a power cut", path.display()))?;
+    // Held while the tail is rewritten (released when `file` closes).
+    refuse_if_locked(&file, &path)?;
     let len_before_bytes = file
         .metadata()
         .ctx(format!("stat {}", path.display()))?
@@ -229,6 +238,27 @@ pub fn cut_partition(
             .len(),
         durable_end_rewound_to: rewound_to,
     })
+}
+
+/// Before touching anything: no partition may be locked by a live writer. A power cut of a
+/// live pipeline is not ours to fake, and a refusal must leave every file as it was.
+pub fn refuse_live_writers(dir: &DataDir) -> Result<()> {
+    for partition in 0..dir.partitions {
+        let path = broker::log_path(&dir.broker_dir(), partition);
+        let file = std::fs::File::open(&path).ctx(format!("opening {}", path.display()))?;
+        refuse_if_locked(&file, &path)?; // unlocked as `file` closes
+    }
+    Ok(())
+}
+
+fn refuse_if_locked(file: &std::fs::File, path: &std::path::Path) -> Result<()> {
+    match file.try_lock() {
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Input(format!(
+            "{} is locked by a live writer: stop every process of the pipeline before a power cut",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Apply one shape to the tail `[durable_end, len)`; returns the damaged range.

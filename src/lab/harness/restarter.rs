@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::lab::harness::Fired;
 use crate::lab::harness::child::{self, Child, Ended, Spec};
+use crate::lab::harness::{Fired, Started};
 
 pub struct Restarter {
     /// "relay" or "consumer": names children `relay-0.3` (slot 0, 3rd start).
@@ -17,6 +17,8 @@ pub struct Restarter {
     pub crashes: VecDeque<String>,
     args: Box<dyn Fn(usize, bool) -> Vec<String>>,
     running: Vec<Option<Child>>,
+    /// Every process started, for the timeline.
+    pub started: Vec<Started>,
     starts: u32,
     draining: bool,
 }
@@ -36,6 +38,7 @@ impl Restarter {
             crashes,
             args: Box::new(args),
             running,
+            started: Vec::new(),
             starts: 0,
             draining: false,
         }
@@ -60,7 +63,12 @@ impl Restarter {
             stdin: None,
             capture_stdout: false,
         };
-        self.running[slot] = Some(child::spawn(logs, spec)?);
+        let child = child::spawn(logs, spec)?;
+        self.started.push(Started {
+            name: child.name.clone(),
+            pid: child.pid(),
+        });
+        self.running[slot] = Some(child);
         Ok(())
     }
 
