@@ -51,6 +51,7 @@ fn run() -> outbox_lab::Result<ExitCode> {
         "\n{}",
         compare::table(&[&naive, &publish_first, &outbox, &cdc])
     );
+    print!("{}", compare::legend());
     print!("{}", compare::summary(&outbox)?);
     println!("\nThe story of one event delivered twice but applied once:");
     print!("{}", demo::duplicate_story(&outbox)?);

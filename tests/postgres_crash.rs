@@ -25,8 +25,11 @@ fn crash_once(name: &str, mode: &str, crash: &str) -> Option<serde_json::Value> 
         "12",
         "--batch",
         "5",
+        // Locked claims need no lease to expire after a crash (the locks go with the dead
+        // relay's session); the lease here only cuts off a relay idle in its claim, and a
+        // healthy pass on a loaded machine must never look like one.
         "--lease-ms",
-        "200",
+        "1500",
         "--crash",
         crash,
         "--json",

@@ -28,13 +28,13 @@ pub struct PgBenchArgs {
 pub enum PgWhich {
     /// One relay's events/s at one batch size: SQLite vs PostgreSQL locked vs lease.
     Relay {
-        /// Events waiting in the outbox when each run starts.
+        /// Unpublished events the relay drains in each run.
         #[arg(long, default_value_t = 20_000)]
         backlog: i64,
         /// Rows per claim.
         #[arg(long, default_value_t = 100)]
         batch: usize,
-        /// Runs of each variant, interleaved.
+        /// Runs of every variant, in rotated order.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
@@ -43,13 +43,13 @@ pub enum PgWhich {
         /// Skip sizes above this.
         #[arg(long, default_value_t = 10_000_000)]
         max_rows: i64,
-        /// Claims timed per size.
+        /// Claims timed at each size.
         #[arg(long, default_value_t = 300)]
         claims: usize,
         /// Rows per claim.
         #[arg(long, default_value_t = 100)]
         batch: usize,
-        /// Unpublished rows beside the published ones.
+        /// Unpublished rows at the end of the table, claimed (and rolled back) by each sample.
         #[arg(long, default_value_t = 1_000)]
         backlog: i64,
         /// Outbox ids per partition.
@@ -58,13 +58,13 @@ pub enum PgWhich {
     },
     /// The write path's p50/p99 with partition drops or batched deletes running vs not.
     Cleanup {
-        /// Old published rows for cleanup to remove.
+        /// Published rows two days old, for the cleaner to remove.
         #[arg(long, default_value_t = 200_000)]
         old_rows: i64,
         /// Outbox ids per partition.
         #[arg(long, default_value_t = 20_000)]
         partition_rows: i64,
-        /// Orders placed per phase.
+        /// Orders placed per run.
         #[arg(long, default_value_t = 2_000)]
         orders: u64,
         /// The writer's pace, orders per second.
@@ -73,7 +73,7 @@ pub enum PgWhich {
         /// Rows per delete transaction (batched deletes).
         #[arg(long, default_value_t = crate::outbox::cleanup::CleanupConfig::default().batch_rows)]
         batch_rows: usize,
-        /// Alternations of the no-cleanup and cleanup phases.
+        /// Runs of every variant, in rotated order.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },

@@ -91,6 +91,11 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
             crate::lab::power_campaign::MAX_CUTS_PER_RUN
         )));
     }
+    if args.power_cuts > 0 && args.postgres.is_some() {
+        return Err(Error::Input(
+            "--power-cuts models this machine's files losing their unsynced tails; with --postgres the orders live on a server it cannot cut".into(),
+        ));
+    }
     if args.power_cuts > 0 && args.mode != Mode::Outbox {
         return Err(Error::Input(
             "--power-cuts needs --mode outbox: the naive modes lose events without any cut".into(),

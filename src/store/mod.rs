@@ -107,6 +107,12 @@ pub trait OutboxStore: Send {
     }
 }
 
+/// How far behind the relays are, read-only: for `lag`.
+pub trait BacklogReader {
+    /// Unpublished rows (including leased ones), and the oldest one's `created_at_us`.
+    fn backlog(&mut self) -> Result<(u64, Option<i64>)>;
+}
+
 /// How a PostgreSQL relay claims (SQLite has one way: the lease).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -136,6 +142,14 @@ pub fn fresh_data_dir(
         pg::schema::wipe(&mut client)?;
     }
     DataDir::init_with_store(root, partitions, store.clone(), None)
+}
+
+/// Open the read-only backlog view for `lag`.
+pub fn open_backlog(dir: &DataDir) -> Result<Box<dyn BacklogReader>> {
+    match &dir.store {
+        StoreConfig::Sqlite => Ok(Box::new(sqlite::SqliteBacklog::open(dir)?)),
+        StoreConfig::Postgres(url) => Ok(Box::new(pg::PgBacklog::open(url)?)),
+    }
 }
 
 /// Open the order service's store for `mode`.

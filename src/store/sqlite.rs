@@ -12,7 +12,7 @@ use crate::order::lifecycle::Transition;
 use crate::order::{OrderRequest, OrderService, Placed};
 use crate::outbox::cleanup::{self, CleanupConfig, CleanupReport, Pacer};
 use crate::outbox::{self, Claim};
-use crate::store::{OrderStore, OutboxStore};
+use crate::store::{BacklogReader, OrderStore, OutboxStore};
 
 impl OrderStore for OrderService {
     fn place(&mut self, request: &OrderRequest) -> Result<Placed> {
@@ -61,5 +61,25 @@ impl OutboxStore for SqliteOutbox {
     fn doorbell_file(&self) -> Option<&'static str> {
         // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
         Some("orders.db-wal")
+    }
+}
+
+/// `lag`'s view: `orders.db` opened read-only (a monitor never changes what it watches).
+pub struct SqliteBacklog {
+    conn: Connection,
+}
+
+impl SqliteBacklog {
+    pub fn open(dir: &DataDir) -> Result<SqliteBacklog> {
+        Ok(SqliteBacklog {
+            conn: crate::lag::read_only(&dir.orders_db())?,
+        })
+    }
+}
+
+impl BacklogReader for SqliteBacklog {
+    fn backlog(&mut self) -> Result<(u64, Option<i64>)> {
+        let unpublished = outbox::unpublished_count(&self.conn)?;
+        Ok((unpublished, crate::lag::oldest_unpublished_us(&self.conn)?))
     }
 }

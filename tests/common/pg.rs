@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use postgres::config::Host;
 use postgres::{Config, NoTls};
 
 const HOW_TO_ENABLE: &str = "PostgreSQL tests SKIPPED: PostgreSQL is not installed. Enable them with \
@@ -129,32 +128,10 @@ pub fn fresh_database(name: &str) -> Option<String> {
     client
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .unwrap_or_else(|e| panic!("CREATE DATABASE {db}: {e:?}"));
-    Some(with_dbname(admin, &db))
+    Some(outbox_lab::store::pg::url_with_dbname(admin, &db).expect("the cluster URL parses"))
 }
 
 fn admin_config(url: &str) -> Config {
     url.parse()
         .unwrap_or_else(|e| panic!("OUTBOX_PG_URL {url:?}: {e}"))
-}
-
-/// The same server and credentials as `url`, another database, as `key=value` pairs.
-fn with_dbname(url: &str, dbname: &str) -> String {
-    let config = admin_config(url);
-    let mut parts = vec![format!("dbname={dbname}")];
-    for host in config.get_hosts() {
-        match host {
-            Host::Tcp(name) => parts.push(format!("host={name}")),
-            Host::Unix(path) => parts.push(format!("host={}", path.display())),
-        }
-    }
-    if let Some(port) = config.get_ports().first() {
-        parts.push(format!("port={port}"));
-    }
-    if let Some(user) = config.get_user() {
-        parts.push(format!("user={user}"));
-    }
-    if let Some(password) = config.get_password() {
-        parts.push(format!("password={}", String::from_utf8_lossy(password)));
-    }
-    parts.join(" ")
 }

@@ -127,3 +127,30 @@ pub const KEEPALIVE_IDLE_S: u64 = 10;
 /// The default for [`connect`]'s `idle_in_tx_ms`: no transaction of ours idles this long
 /// unless its process is stuck.
 pub const DEFAULT_IDLE_IN_TX_MS: u64 = 30_000;
+
+/// `lag`'s view of a PostgreSQL outbox: one read-only query.
+pub struct PgBacklog {
+    client: Client,
+}
+
+impl PgBacklog {
+    pub fn open(url: &str) -> Result<PgBacklog> {
+        Ok(PgBacklog {
+            client: connect(url, DEFAULT_IDLE_IN_TX_MS)?,
+        })
+    }
+}
+
+impl crate::store::BacklogReader for PgBacklog {
+    fn backlog(&mut self) -> Result<(u64, Option<i64>)> {
+        use crate::error::Context;
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(*), min(created_at_us) FROM outbox WHERE published_at_us IS NULL",
+                &[],
+            )
+            .ctx("reading the outbox backlog")?;
+        Ok((row.get::<_, i64>(0) as u64, row.get(1)))
+    }
+}
