@@ -49,6 +49,26 @@ fn copies(records: &[(String, String)]) -> HashMap<&str, usize> {
     n
 }
 
+/// (confirmed lag bytes, confirmed LSN, WAL end LSN) as `lag --json` reports the slot; and
+/// `cdc-status --json` agrees that it retains at least the confirmed lag.
+fn slot_position(dir: &str) -> (i64, u64, u64) {
+    let lag: serde_json::Value =
+        serde_json::from_str(&ok(&["lag", "--dir", dir, "--json"])).unwrap();
+    let slot = &lag["cdc_slot"];
+    let lsn = |field: &str| {
+        let text = slot[field].as_str().expect("an LSN");
+        let (hi, lo) = text.split_once('/').expect("X/Y");
+        (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+    };
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["cdc-status", "--dir", dir, "--json"])).unwrap();
+    assert!(status["retained_bytes"].as_i64().expect("retained_bytes") >= 0);
+    let lag_bytes = slot["confirmed_lag_bytes"]
+        .as_i64()
+        .expect("lag has cdc_slot");
+    (lag_bytes, lsn("confirmed_flush_lsn"), lsn("current_lsn"))
+}
+
 fn relay_cdc(dir: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["relay", "--dir", dir, "--cdc", "--until-empty"];
     args.extend(extra);
@@ -77,6 +97,8 @@ fn the_cdc_relay_ships_1000_orders_exactly_once_when_undisturbed() {
         return;
     };
     ok(&["place", "--dir", &dir, "--count", "1000", "--seed", "7"]);
+    let (behind, _, wal_end) = slot_position(&dir);
+    assert!(behind > 0, "1000 unshipped orders must show as slot lag");
     let out = relay_cdc(&dir, &["--batch", "500"]);
     assert!(
         out.status.success(),
@@ -86,6 +108,13 @@ fn the_cdc_relay_ships_1000_orders_exactly_once_when_undisturbed() {
     let records = log_records(&dir);
     assert_eq!(records.len(), 1000, "one record per order");
     assert_eq!(copies(&records).len(), 1000, "1000 distinct events");
+    // Other tests share the cluster's WAL, so "lag 0" could race; this cannot: every order
+    // committed before `wal_end`, and the slot is now confirmed at least that far.
+    let (_, confirmed, _) = slot_position(&dir);
+    assert!(
+        confirmed >= wal_end,
+        "caught up: the slot confirmed past every order"
+    );
     // The slot was advanced: a second relay finds nothing left to ship.
     let again = relay_cdc(&dir, &[]);
     assert!(again.status.success());

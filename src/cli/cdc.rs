@@ -91,6 +91,19 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// The CDC slot's status for `lag`: None unless this is a PostgreSQL directory set up with
+/// `init --cdc` whose slot exists.
+pub fn slot_of(data: &DataDir) -> Result<Option<cdc::status::SlotStatus>> {
+    let StoreConfig::Postgres(url) = &data.store else {
+        return Ok(None);
+    };
+    let mut client = pg::connect(url, pg::DEFAULT_IDLE_IN_TX_MS)?;
+    match cdc::read_settings(&mut client)? {
+        Some(settings) => cdc::status::slot_status(&mut client, &settings.slot),
+        None => Ok(None),
+    }
+}
+
 /// `cdc-status`: the slot's retained WAL and confirmed lag.
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let data = DataDir::open(&args.dir)?;
