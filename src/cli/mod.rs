@@ -105,6 +105,9 @@ pub enum Command {
         /// Exit once every partition has been read to its end.
         #[arg(long)]
         until_idle: bool,
+        /// Records applied per transaction at most (1: one transaction per record).
+        #[arg(long, default_value_t = ConsumerConfig::default().batch)]
+        batch: usize,
         #[command(flatten)]
         inbox: sweep::InboxArgs,
     },
@@ -150,6 +153,19 @@ pub enum LogWake {
     /// Doorbell on the partition's log file, --poll-ms as the fallback.
     Log,
 }
+
+/// The consumer's `--batch`: at least one record, at most [`MAX_CONSUMER_BATCH`].
+fn check_consumer_batch(batch: usize) -> Result<usize> {
+    if !(1..=MAX_CONSUMER_BATCH).contains(&batch) {
+        return Err(crate::Error::Input(format!(
+            "consume --batch must be between 1 and {MAX_CONSUMER_BATCH}, got {batch}"
+        )));
+    }
+    Ok(batch)
+}
+
+/// A consumer batch is one transaction: larger ones hold consumer.db's write lock too long.
+pub const MAX_CONSUMER_BATCH: usize = 100_000;
 
 /// `--batch`: at least one row, at most [`crate::outbox::claim::MAX_BATCH`].
 fn check_batch(batch: usize) -> Result<usize> {
@@ -274,6 +290,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             poll_ms,
             wake,
             until_idle,
+            batch,
             inbox,
         } => {
             let data = open(&dir, "consumer")?;
@@ -286,6 +303,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     LogWake::Log => WakeMode::Doorbell,
                 },
                 until_idle,
+                batch: check_consumer_batch(batch)?,
                 ..ConsumerConfig::default()
             };
             inbox.apply_to(&mut config)?;

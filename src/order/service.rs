@@ -4,12 +4,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 
 use crate::broker::Broker;
-use crate::crashpoint;
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Error, Result};
-use crate::event::ORDER_PLACED;
 use crate::order::OrderRequest;
-use crate::outbox;
 
 /// How the service publishes `OrderPlaced`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,29 +71,11 @@ impl OrderService {
         }
     }
 
+    /// A group of one (see [`crate::order::group`]): the same transaction, savepoint and all.
     fn place_with_outbox(&mut self, request: &OrderRequest) -> Result<Placed> {
-        let now_us = crate::clock::now_us();
-        let tx = begin(&mut self.conn)?;
-        if let Some(existing) = find_existing(&tx, request)? {
-            return Ok(existing);
-        }
-        let order_id = insert_order(&tx, request, now_us)?;
-        let aggregate_id = order_id.to_string();
-        let payload = order_placed_payload(order_id, request);
-        let (outbox_id, event_id) =
-            outbox::insert_event(&tx, &aggregate_id, 1, ORDER_PLACED, &payload, now_us)?;
-        crashpoint::point("order.before_commit");
-        tx.commit().ctx("committing order + outbox row")?;
-        crashpoint::point("order.after_commit");
-        crate::trace::emit("placed", || {
-            serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
-                                "request_id": request.request_id, "mode": "outbox" })
-        });
-        Ok(Placed {
-            request_id: request.request_id.clone(),
-            order_id,
-            status: PlaceStatus::Placed,
-        })
+        let mut replies = self.place_group(std::slice::from_ref(request))?;
+        assert_eq!(replies.len(), 1, "a group of one has one reply");
+        replies.pop().expect("one reply").map_err(Error::Input)
     }
 }
 

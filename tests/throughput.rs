@@ -1,0 +1,213 @@
+//! Throughput without new anomalies: the consumer's batches and the order service's group
+//! commit keep every promise the one-at-a-time versions kept.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use outbox_lab::datadir::DataDir;
+use outbox_lab::order::{Mode, OrderRequest, OrderService, PlaceStatus};
+
+fn request(id: &str, customer: &str, amount_cents: i64) -> OrderRequest {
+    OrderRequest {
+        request_id: id.into(),
+        customer: customer.into(),
+        amount_cents,
+    }
+}
+
+/// The stderr totals line of `consume`.
+fn consume_totals(out: &std::process::Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("no totals ({e}): {stderr}"))
+}
+
+#[test]
+fn consumer_killed_after_a_batch_commits_gets_the_whole_batch_again_and_skips_it() {
+    let dir = temp_dir("batch-crash").join("data");
+    let dir = dir.to_str().unwrap();
+    // One partition: one worker, so the batches (and the crash) fall at known records.
+    ok(&["init", "--dir", dir, "--partitions", "1"]);
+    ok(&["place", "--dir", dir, "--count", "300", "--seed", "5"]);
+    ok(&["relay", "--dir", dir, "--until-empty", "--poll-ms", "10"]);
+    // Batches of 50: records 101..150 are the third. The kill comes after its COMMIT, at its
+    // 20th record's passage, before the offset moves past record 100.
+    let crashed = Command::new(BIN)
+        .args(["consume", "--dir", dir, "--until-idle", "--batch", "50"])
+        .env("OUTBOX_CRASH", "consumer.after_apply@120")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&crashed.status),
+        Some(9),
+        "the consumer died by SIGKILL at the crash point"
+    );
+    let consumer_db = Path::new(dir).join("consumer.db");
+    assert_eq!(
+        sqlite_count(&consumer_db, "SELECT count(*) FROM effects"),
+        150,
+        "three whole batches were committed, none half"
+    );
+    let again = run(&["consume", "--dir", dir, "--until-idle", "--batch", "50"]);
+    assert!(again.status.success());
+    let totals = consume_totals(&again);
+    assert_eq!(totals["delivered"], 200, "records 101..300 were read again");
+    assert_eq!(
+        totals["skipped_duplicates"], 50,
+        "the whole redelivered batch, and only it, was skipped by the inbox"
+    );
+    assert_eq!(totals["applied"], 150);
+    let report = verify_json(dir);
+    assert_eq!(report["applied_once"], 300);
+    assert_eq!(report["applied_twice"], 0);
+    assert_eq!(report["out_of_order"], 0);
+    assert_eq!(report["points_actual"], report["points_expected"]);
+}
+
+#[test]
+fn group_with_a_bad_order_and_a_retry_places_each_on_its_own_terms() {
+    let root = temp_dir("group-mixed").join("data");
+    let data = DataDir::init(&root, 4).unwrap();
+    let mut service = OrderService::open(&data, Mode::Outbox).unwrap();
+    let group = [
+        request("r-1", "ada", 1_200),
+        request("r-bad", "ken", -5), // invalid: refused alone
+        request("r-2", "grace", 3_000),
+        request("r-1", "ada", 1_200),   // a retry inside the same group
+        request("r-2", "grace", 9_999), // same id, other content: refused alone
+        request("r-3", "edsger", 700),
+    ];
+    let replies = service.place_group(&group).unwrap();
+    assert_eq!(replies.len(), group.len(), "one reply per order, in order");
+    let status = |i: usize| replies[i].as_ref().map(|p| p.status);
+    assert_eq!(status(0), Ok(PlaceStatus::Placed));
+    assert!(replies[1].as_ref().unwrap_err().contains("amount_cents"));
+    assert_eq!(status(2), Ok(PlaceStatus::Placed));
+    assert_eq!(status(3), Ok(PlaceStatus::Duplicate));
+    assert_eq!(
+        replies[3].as_ref().unwrap().order_id,
+        replies[0].as_ref().unwrap().order_id,
+        "the retry names the order placed earlier in the group"
+    );
+    assert!(
+        replies[4]
+            .as_ref()
+            .unwrap_err()
+            .contains("already used for a different order")
+    );
+    assert_eq!(status(5), Ok(PlaceStatus::Placed));
+    let db = root.join("orders.db");
+    assert_eq!(sqlite_count(&db, "SELECT count(*) FROM orders"), 3);
+    assert_eq!(sqlite_count(&db, "SELECT count(*) FROM outbox"), 3);
+    assert_eq!(
+        sqlite_count(
+            &db,
+            "SELECT amount_cents FROM orders WHERE request_id = 'r-2'"
+        ),
+        3_000,
+        "the refused order took back only its own writes"
+    );
+}
+
+#[test]
+fn piped_orders_get_one_reply_per_line_in_order_each_after_its_commit() {
+    let dir = init("group-pipe");
+    let mut child = Command::new(BIN)
+        .args(["place", "--dir", &dir])
+        .env("OUTBOX_TRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = String::new();
+    for i in 0..300 {
+        if i == 150 {
+            lines.push_str("{\"request_id\":\"broken\"\n");
+        }
+        lines.push_str(&format!(
+            "{{\"request_id\":\"p-{i}\",\"customer\":\"ada\",\"amount_cents\":{}}}\n",
+            100 + i
+        ));
+    }
+    // All at once: the service finds many lines waiting and commits them in groups.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let db = Path::new(&dir).join("orders.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = 0;
+    for (n, line) in stdout.lines().enumerate() {
+        let reply: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if n == 150 {
+            assert_eq!(reply["line"], 151, "the bad line answered in its place");
+            assert!(reply["error"].as_str().unwrap().contains("malformed"));
+            continue;
+        }
+        let i = if n < 150 { n } else { n - 1 };
+        assert_eq!(
+            reply["request_id"],
+            format!("p-{i}"),
+            "replies in input order"
+        );
+        assert_eq!(reply["status"], "placed");
+        // Told "placed" ⇒ already committed: it is visible to anyone who looks now.
+        let committed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM orders WHERE id = ?1",
+                [reply["order_id"].as_i64().unwrap()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(committed, 1, "reply {n} came before its commit");
+        seen += 1;
+    }
+    assert_eq!(seen, 300);
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(1),
+        "one line was rejected"
+    );
+    let trace = std::fs::read_to_string(Path::new(&dir).join("trace.jsonl")).unwrap();
+    let largest_group = trace
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ev"] == "placed")
+        .filter_map(|v| v["group"].as_u64())
+        .max()
+        .unwrap();
+    assert!(
+        largest_group > 1,
+        "300 lines waiting at once were committed in groups, not one by one"
+    );
+}
+
+#[test]
+fn generated_orders_commit_in_groups_bounded_by_max_group() {
+    let dir = init("group-count");
+    let out = Command::new(BIN)
+        .args(["place", "--dir", &dir, "--count", "25", "--max-group", "10"])
+        .env("OUTBOX_TRACE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 25);
+    let trace = std::fs::read_to_string(Path::new(&dir).join("trace.jsonl")).unwrap();
+    let groups: Vec<u64> = trace
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ev"] == "placed")
+        .map(|v| v["group"].as_u64().unwrap())
+        .collect();
+    assert_eq!(groups, [vec![10; 20], vec![5; 5]].concat());
+    let refused = run(&["place", "--dir", &dir, "--count", "1", "--max-group", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--max-group must be between"));
+}
