@@ -379,6 +379,7 @@ fn bench_poll_and_cleanup_print_a_table_and_json() {
         "3",
         "--segment-rows",
         "500",
+        "--allow-debug",
         "--json",
         poll_json.to_str().unwrap(),
     ]);
@@ -408,6 +409,7 @@ fn bench_poll_and_cleanup_print_a_table_and_json() {
         "1000",
         "--segment-rows",
         "500",
+        "--allow-debug",
         "--json",
         "-",
     ]);

@@ -211,3 +211,54 @@ fn generated_orders_commit_in_groups_bounded_by_max_group() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--max-group must be between"));
 }
+
+/// The tests' binary is a debug build: exactly the build whose figures would mislead.
+/// (Under `cargo test --release` there is nothing to refuse, so the test is not built.)
+#[cfg(debug_assertions)]
+#[test]
+fn benchmarks_refuse_a_debug_build_unless_asked() {
+    let scratch = temp_dir("bench-debug");
+    let scratch = scratch.to_str().unwrap();
+    for which in [
+        "write", "relay", "consume", "pipeline", "latency", "poll", "cleanup", "inbox",
+    ] {
+        let out = run(&["bench", which, "--dir", scratch]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "bench {which} ran on a debug build"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("debug build") && stderr.contains("--allow-debug"),
+            "bench {which}: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(scratch).unwrap().count(),
+        0,
+        "nothing was written before the refusal"
+    );
+    // Asked for, it runs, and says which build it measured.
+    let out = ok(&[
+        "bench",
+        "consume",
+        "--dir",
+        scratch,
+        "--events",
+        "200",
+        "--rounds",
+        "1",
+        "--allow-debug",
+        "--json",
+        "-",
+    ]);
+    assert!(out.contains("debug build"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out[out.find("\n{").unwrap()..]).unwrap();
+    assert_eq!(json["build_profile"], "debug");
+    assert_eq!(
+        json["results"].as_array().unwrap().len(),
+        4,
+        "four batch sizes"
+    );
+}

@@ -7,7 +7,6 @@
 //! a failed verification), 2 an operating error (printed on stderr).
 
 mod bench;
-mod bench_pipeline;
 mod cleanup;
 mod lab;
 mod place;

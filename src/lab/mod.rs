@@ -7,15 +7,13 @@
 //!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
-//! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
+//! - [`bench`](mod@bench): the benchmarks behind `outbox-lab bench`, one framework, one report type.
 
 pub mod bench;
-pub mod bench_pipeline;
 pub mod checker;
 pub mod claims;
 pub mod compare;
 pub mod demo;
 pub mod harness;
-pub mod inbox_bench;
 pub mod inbox_demo;
 pub mod replicas;

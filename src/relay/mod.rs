@@ -36,7 +36,7 @@ use crate::error::Result;
 use crate::wake::{Waiter, WakeMode};
 
 pub use cleanup::CleanupSchedule;
-pub use pass::PassReport;
+pub use pass::{PassReport, record_json};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {

@@ -21,7 +21,7 @@ use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Result};
 use crate::lab::bench::build::{EventIds, Filler};
-use crate::lab::bench::{Report, Steps, Table, percentile, scratch};
+use crate::lab::bench::{Report, Steps, Table, TempDir, percentile};
 use crate::outbox::{self, segments};
 
 pub const SIZES: [u64; 4] = [10_000, 100_000, 1_000_000, 10_000_000];
@@ -51,6 +51,7 @@ struct Measured {
 
 pub fn run(p: &PollParams) -> Result<Report> {
     assert!(p.claims_per_size >= 1, "claims_per_size must be at least 1");
+    let load_at_start = crate::lab::bench::load_average();
     let mut steps = Steps::default();
     let mut measured = Vec::new();
     for layout in &p.layouts {
@@ -102,11 +103,12 @@ pub fn run(p: &PollParams) -> Result<Report> {
             "bench poll: claim of a batch of {} (BEGIN IMMEDIATE … UPDATE … RETURNING … COMMIT, synchronous=NORMAL) as the outbox grows",
             p.batch
         ),
-        table,
+        tables: vec![(String::new(), table)],
         results: results.into(),
         params: json!({ "max_rows": p.max_rows, "claims_per_size": p.claims_per_size,
                         "batch": p.batch, "layouts": layout_names(&p.layouts) }),
         steps,
+        load_at_start,
         notes: vec![
             "target: flat across sizes, <= 100 µs".into(),
             "poll = the claim's read alone (which rows: partial index + per-order head check), read-only; claim = poll + lease UPDATE of 100 rows + COMMIT".into(),
@@ -137,7 +139,8 @@ fn sizes(max_rows: u64) -> Vec<u64> {
 
 fn run_layout(p: &PollParams, layout: Option<i64>, steps: &mut Steps) -> Result<Vec<Measured>> {
     let name = layout_name(layout);
-    let root = scratch(&p.dir, &format!("poll-{}", name.replace('/', "-")))?;
+    let tmp = TempDir::new(&p.dir, &format!("poll-{name}"))?.keep(p.keep);
+    let root = tmp.path();
     let data = DataDir::init(&root.join("data"), crate::broker::DEFAULT_PARTITIONS)?;
     if let Some(segment_rows) = layout {
         // FULL: a one-off layout change; nothing to gain from weaker durability.
@@ -189,9 +192,6 @@ fn run_layout(p: &PollParams, layout: Option<i64>, steps: &mut Steps) -> Result<
     }
     drop(filler);
     drop(relay);
-    if !p.keep {
-        std::fs::remove_dir_all(&root).ctx(format!("removing {}", root.display()))?;
-    }
     Ok(out)
 }
 
