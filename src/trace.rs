@@ -13,6 +13,81 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 
+/// Every kind of trace line: the `ev` field. Writers and readers (the checker, the story
+/// printer) share this enum, so a misspelt kind fails to compile; the strings on disk are
+/// [`Ev::name`] and stay stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ev {
+    /// An outbox transaction committed an order's event.
+    Placed,
+    /// The naive service committed an order.
+    Committed,
+    Claimed,
+    Appended,
+    Synced,
+    Marked,
+    Applied,
+    SkippedDuplicate,
+    DroppedBySeqGuard,
+    /// A process died at an armed crash point (`point` field).
+    Crash,
+    Paused,
+    Resumed,
+    TornTailCut,
+    Cleaned,
+    InboxSwept,
+}
+
+impl Ev {
+    pub const ALL: [Ev; 15] = [
+        Ev::Placed,
+        Ev::Committed,
+        Ev::Claimed,
+        Ev::Appended,
+        Ev::Synced,
+        Ev::Marked,
+        Ev::Applied,
+        Ev::SkippedDuplicate,
+        Ev::DroppedBySeqGuard,
+        Ev::Crash,
+        Ev::Paused,
+        Ev::Resumed,
+        Ev::TornTailCut,
+        Ev::Cleaned,
+        Ev::InboxSwept,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Ev::Placed => "placed",
+            Ev::Committed => "committed",
+            Ev::Claimed => "claimed",
+            Ev::Appended => "appended",
+            Ev::Synced => "synced",
+            Ev::Marked => "marked",
+            Ev::Applied => "applied",
+            Ev::SkippedDuplicate => "skipped_duplicate",
+            Ev::DroppedBySeqGuard => "dropped_by_seq_guard",
+            Ev::Crash => "crash",
+            Ev::Paused => "paused",
+            Ev::Resumed => "resumed",
+            Ev::TornTailCut => "torn_tail_cut",
+            Ev::Cleaned => "cleaned",
+            Ev::InboxSwept => "inbox_swept",
+        }
+    }
+
+    /// The kind of a trace line's `ev` string; None for a kind this version does not write.
+    pub fn from_name(name: &str) -> Option<Ev> {
+        Ev::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// The kind of a parsed trace line.
+    pub fn of_line(line: &Value) -> Option<Ev> {
+        line["ev"].as_str().and_then(Ev::from_name)
+    }
+}
+
 struct Trace {
     file: Mutex<File>,
     role: String,
@@ -43,7 +118,7 @@ pub fn enabled() -> bool {
 /// One line: `{"t_us","pid","role","ev", ...fields}`. The fields are built only when tracing
 /// is on: the relay and the consumer emit on their hot paths, and with the trace off (the
 /// benchmarks) they must not pay for JSON nobody writes.
-pub fn emit(ev: &str, fields: impl FnOnce() -> Value) {
+pub fn emit(ev: Ev, fields: impl FnOnce() -> Value) {
     if !enabled() {
         return;
     }
@@ -51,7 +126,7 @@ pub fn emit(ev: &str, fields: impl FnOnce() -> Value) {
 }
 
 /// Many lines of one kind in a single `write()` (one per event of a batch).
-pub fn emit_many(ev: &str, items: impl IntoIterator<Item = Value>) {
+pub fn emit_many(ev: Ev, items: impl IntoIterator<Item = Value>) {
     let Some(trace) = TRACE.get() else { return };
     let t_us = crate::clock::now_us();
     let pid = std::process::id();
@@ -61,7 +136,7 @@ pub fn emit_many(ev: &str, items: impl IntoIterator<Item = Value>) {
         line.insert("t_us".into(), t_us.into());
         line.insert("pid".into(), pid.into());
         line.insert("role".into(), trace.role.clone().into());
-        line.insert("ev".into(), ev.into());
+        line.insert("ev".into(), ev.name().into());
         if let Value::Object(extra) = fields {
             line.extend(extra);
         }

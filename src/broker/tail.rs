@@ -106,7 +106,7 @@ pub(crate) fn recover_locked(
             path.display()
         ))?;
         crate::trace::emit(
-            "torn_tail_cut",
+            crate::trace::Ev::TornTailCut,
             || serde_json::json!({ "file": path.display().to_string(), "offset_bytes": good_end_bytes, "cut_bytes": cut_bytes }),
         );
     }

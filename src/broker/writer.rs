@@ -26,7 +26,7 @@ use super::record::encode_record;
 use super::tail::{Locked, recover_locked};
 use super::{MAX_RECORD_BYTES, data_dir_of, log_path};
 use crate::broker::sync_pool::SyncPool;
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::error::{Context, Error, Result};
 
 /// Where one `write` put its records: `first_offset_bytes..end_offset_bytes` in the partition.
@@ -134,7 +134,7 @@ impl Broker {
         let _lock = Locked::exclusive(&p.file, &p.path)?;
         let first_offset_bytes = recover_locked(&p.file, &p.path, known_end_bytes)?.good_end_bytes;
 
-        if crashpoint::due("broker.torn_append") {
+        if crashpoint::due(Point::BrokerTornAppend) {
             tear(&p.file, &self.buf);
         }
         if let Err(e) = (&p.file).write_all(&self.buf) {
@@ -256,7 +256,7 @@ fn tear(file: &File, encoded: &[u8]) -> ! {
         "a torn append must cut inside the first line"
     );
     let _ = (&*file).write_all(&encoded[..cut_bytes]);
-    crashpoint::die("broker.torn_append")
+    crashpoint::die(Point::BrokerTornAppend)
 }
 
 /// fsync a directory, so that entries created or renamed in it survive a power cut.

@@ -233,6 +233,8 @@ fn open(dir: &std::path::Path, role: &str) -> Result<DataDir> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // A mistyped OUTBOX_CRASH must stop the command before it starts, not panic at a point.
+    crashpoint::check_env().map_err(crate::Error::Input)?;
     match cli.command {
         Command::Init {
             dir,
@@ -332,8 +334,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::CrashPoints => {
-            for (name, what) in crashpoint::CATALOGUE {
-                println!("{name:<22} {what}");
+            for point in crashpoint::Point::ALL {
+                println!("{:<22} {}", point.name(), point.shows());
             }
             Ok(ExitCode::SUCCESS)
         }

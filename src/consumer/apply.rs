@@ -24,6 +24,7 @@ use rusqlite::{Connection, params};
 
 use crate::consumer::guard::{self, Verdict};
 use crate::consumer::retention::Retention;
+use crate::consumer::schema::Counter;
 use crate::db::write_tx;
 use crate::error::{Context, Result};
 use crate::event::{Event, ORDER_PLACED};
@@ -119,15 +120,15 @@ struct Tally {
 impl Tally {
     fn record(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
         let counts = [
-            ("applied", self.applied),
-            ("skipped_duplicate", self.skipped_duplicate),
-            ("dropped_by_seq_guard", self.dropped_by_seq_guard),
-            ("seq_gap", self.seq_gap),
-            ("too_old_for_inbox", self.too_old_for_inbox),
+            (Counter::Applied, self.applied),
+            (Counter::SkippedDuplicate, self.skipped_duplicate),
+            (Counter::DroppedBySeqGuard, self.dropped_by_seq_guard),
+            (Counter::SeqGap, self.seq_gap),
+            (Counter::TooOldForInbox, self.too_old_for_inbox),
         ];
-        for (name, by) in counts {
+        for (counter, by) in counts {
             if by > 0 {
-                bump(tx, name, by)?;
+                bump(tx, counter, by)?;
             }
         }
         Ok(())
@@ -212,13 +213,13 @@ fn record_effect(
     Ok(())
 }
 
-fn bump(tx: &rusqlite::Transaction<'_>, counter: &str, by: u64) -> Result<()> {
+fn bump(tx: &rusqlite::Transaction<'_>, counter: Counter, by: u64) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO counters (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
     )
     .ctx("preparing counter")?
-    .execute(params![counter, by as i64])
+    .execute(params![counter.name(), by as i64])
     .ctx("bumping a counter")?;
     Ok(())
 }

@@ -34,10 +34,11 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::clock::{Clock, US_PER_MS};
+use crate::consumer::schema::Counter;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous, write_tx};
 use crate::error::{Context, Error, Result};
-use crate::trace;
+use crate::trace::{self, Ev};
 use crate::wake::sleep_unless_stopped;
 
 pub const SCHEMA: &str = "
@@ -169,11 +170,11 @@ fn delete_batch(conn: &mut Connection, cutoff_us: i64, batch_rows: u32) -> Resul
             .ctx("sweeping the inbox")? as u64;
         if deleted > 0 {
             tx.prepare_cached(
-                "INSERT INTO counters (name, value) VALUES ('inbox_swept', ?1)
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             )
             .ctx("preparing sweep counter")?
-            .execute(params![deleted as i64])
+            .execute(params![Counter::InboxSwept.name(), deleted as i64])
             .ctx("counting swept rows")?;
         }
         Ok(deleted)
@@ -201,7 +202,7 @@ pub fn sweeper(
         let report = sweep(&mut conn, retention, clock.now_us())?;
         swept_rows += report.deleted_rows;
         if report.deleted_rows > 0 {
-            trace::emit("inbox_swept", || {
+            trace::emit(Ev::InboxSwept, || {
                 serde_json::to_value(report).expect("serialises")
             });
         }

@@ -53,3 +53,34 @@ pub fn ensure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.execute_batch(super::guard::SCHEMA)?;
     conn.execute_batch(super::retention::SCHEMA)
 }
+
+/// The rows of `counters`, each bumped in the same transaction as what it counts. The checker
+/// reads them by these names, so both sides use this enum and a typo fails to compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Counter {
+    Applied,
+    /// A copy the inbox recognised and skipped.
+    SkippedDuplicate,
+    /// A stale copy the per-aggregate seq guard dropped.
+    DroppedBySeqGuard,
+    /// An event older than the inbox's retention: its copies may no longer be recognised.
+    TooOldForInbox,
+    /// An event whose seq skipped ahead of the aggregate's last applied one.
+    SeqGap,
+    /// Inbox rows removed by the sweep.
+    InboxSwept,
+}
+
+impl Counter {
+    /// The `counters.name` on disk.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Applied => "applied",
+            Counter::SkippedDuplicate => "skipped_duplicate",
+            Counter::DroppedBySeqGuard => "dropped_by_seq_guard",
+            Counter::TooOldForInbox => "too_old_for_inbox",
+            Counter::SeqGap => "seq_gap",
+            Counter::InboxSwept => "inbox_swept",
+        }
+    }
+}

@@ -18,12 +18,12 @@ use serde_json::json;
 use crate::broker::{self, LogReader, RawRecord};
 use crate::consumer::apply::{ApplyOptions, Outcome, Position, apply_batch};
 use crate::consumer::{ConsumerConfig, ConsumerTotals};
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::trace;
+use crate::trace::{self, Ev};
 use crate::wake::Waiter;
 
 pub fn run(
@@ -115,7 +115,7 @@ fn apply_records(
         // Once per record, after the batch's COMMIT: `@N` kills the worker once the batch
         // holding its N-th record is committed and its offset is not. The whole batch comes
         // back, and the inbox skips all of it.
-        crashpoint::point("consumer.after_apply");
+        crashpoint::point(Point::ConsumerAfterApply);
         totals += ConsumerTotals {
             delivered: 1,
             applied: (outcome == Outcome::Applied) as u64,
@@ -138,9 +138,9 @@ fn parse(path: &std::path::Path, partition: u32, record: &RawRecord) -> Result<E
 
 fn trace_outcome(event: &Event, at: Position, outcome: Outcome, too_old: bool) {
     let ev = match outcome {
-        Outcome::Applied => "applied",
-        Outcome::SkippedDuplicate => "skipped_duplicate",
-        Outcome::DroppedStale => "dropped_by_seq_guard",
+        Outcome::Applied => Ev::Applied,
+        Outcome::SkippedDuplicate => Ev::SkippedDuplicate,
+        Outcome::DroppedStale => Ev::DroppedBySeqGuard,
     };
     trace::emit(ev, || {
         json!({ "event_id": event.event_id, "partition": at.partition, "offset_bytes": at.offset_bytes,

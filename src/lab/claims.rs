@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Context, Result};
+use crate::trace::Ev;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ClaimStats {
@@ -38,20 +39,20 @@ pub fn analyse(dir: &Path) -> Result<ClaimStats> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
     {
         let pid = line["pid"].as_u64().unwrap_or(0);
-        match line["ev"].as_str() {
-            Some("claimed") => {
+        match Ev::of_line(&line) {
+            Some(Ev::Claimed) => {
                 passes.insert((pid, line["pass"].as_u64().unwrap_or(0)));
                 stats.claimed_rows += 1;
                 let id = line["event_id"].as_str().unwrap_or_default().to_string();
                 claimants.entry(id).or_default().push(pid);
             }
-            Some("appended") => {
+            Some(Ev::Appended) => {
                 for id in line["event_ids"].as_array().into_iter().flatten() {
                     let id = id.as_str().unwrap_or_default().to_string();
                     appenders.entry(id).or_default().push(pid);
                 }
             }
-            Some("marked") => {
+            Some(Ev::Marked) => {
                 let relay = line["relay"].as_str().unwrap_or("?").to_string();
                 *stats.marked_by_relay.entry(relay).or_default() +=
                     line["marked"].as_u64().unwrap_or(0);
@@ -59,7 +60,7 @@ pub fn analyse(dir: &Path) -> Result<ClaimStats> {
                     excused.insert(pid);
                 }
             }
-            Some("crash") => {
+            Some(Ev::Crash) => {
                 excused.insert(pid);
             }
             _ => {}

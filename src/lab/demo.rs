@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::crashpoint::Point;
 use crate::error::{Error, Result};
 use crate::lab::harness::story::{self, Needle};
 use crate::lab::harness::{self, Outcome, Scenario};
@@ -115,7 +116,11 @@ pub fn duplicate_story(outcome: &Outcome) -> Result<String> {
     let dups = &outcome.report.duplicated;
     let Some(dup) = dups
         .iter()
-        .find(|d| d.causes.iter().any(|c| c.contains("relay.after_sync")))
+        .find(|d| {
+            d.causes
+                .iter()
+                .any(|c| c.contains(Point::RelayAfterSync.name()))
+        })
         .or_else(|| dups.first())
     else {
         return Ok("  (no event was delivered twice in this run)\n".into());

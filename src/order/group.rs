@@ -24,7 +24,7 @@
 
 use rusqlite::Transaction;
 
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::error::{Context, Error, Result};
 use crate::event::ORDER_PLACED;
 use crate::order::OrderRequest;
@@ -33,6 +33,7 @@ use crate::order::service::{
     order_placed_payload,
 };
 use crate::outbox;
+use crate::trace::Ev;
 
 /// The most orders one group commit holds: bounds the transaction (and the write lock's hold
 /// on relays and cleanup) and the replies a crash can leave unanswered.
@@ -73,13 +74,13 @@ impl OrderService {
             replies.push(reply);
         }
         for _ in &written {
-            crashpoint::point("order.before_commit");
+            crashpoint::point(Point::OrderBeforeCommit);
         }
         tx.commit()
             .ctx("committing a group of orders + outbox rows")?;
         for (w, request) in written.iter().zip(placed_requests(requests, &replies)) {
-            crashpoint::point("order.after_commit");
-            crate::trace::emit("placed", || {
+            crashpoint::point(Point::OrderAfterCommit);
+            crate::trace::emit(Ev::Placed, || {
                 serde_json::json!({ "event_id": w.event_id, "order_id": w.order_id,
                                     "outbox_id": w.outbox_id, "request_id": request.request_id,
                                     "mode": "outbox", "group": requests.len() })

@@ -14,6 +14,7 @@ use crate::error::{Context, Error, Result};
 use crate::event::{ORDER_PAID, ORDER_SHIPPED};
 use crate::order::service::{Mode, OrderService, begin};
 use crate::outbox;
+use crate::trace::Ev;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -76,7 +77,7 @@ impl OrderService {
         )?;
         tx.commit()
             .ctx(format!("committing {event_type} for order {order_id}"))?;
-        crate::trace::emit("placed", || {
+        crate::trace::emit(Ev::Placed, || {
             serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
                                 "event_type": event_type, "aggregate_seq": seq })
         });

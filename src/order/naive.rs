@@ -15,13 +15,14 @@
 //! land between the two writes. (A real system would add 2PC or — better — use the outbox.)
 
 use crate::broker::{self, Broker};
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::error::{Context, Result};
 use crate::event::{Event, ORDER_PLACED, new_event_id};
 use crate::order::OrderRequest;
 use crate::order::service::{
     OrderService, PlaceStatus, Placed, begin, find_existing, insert_order, order_placed_payload,
 };
+use crate::trace::Ev;
 
 impl OrderService {
     pub(crate) fn place_naive_commit_first(&mut self, request: &OrderRequest) -> Result<Placed> {
@@ -33,10 +34,10 @@ impl OrderService {
         let order_id = insert_order(&tx, request, now_us)?;
         tx.commit().ctx("committing order")?;
         crate::trace::emit(
-            "committed",
+            Ev::Committed,
             || serde_json::json!({ "order_id": order_id, "request_id": request.request_id, "mode": "naive" }),
         );
-        crashpoint::point("naive.after_commit");
+        crashpoint::point(Point::NaiveAfterCommit);
         let broker = self.broker.as_mut().expect("naive modes open the broker");
         publish(broker, self.partitions, order_id, request, now_us)?;
         Ok(Placed {
@@ -57,9 +58,9 @@ impl OrderService {
         // database has not decided yet.
         let broker = self.broker.as_mut().expect("naive modes open the broker");
         let event = publish(broker, self.partitions, order_id, request, now_us)?;
-        crashpoint::point("naive.after_publish");
+        crashpoint::point(Point::NaiveAfterPublish);
         tx.commit().ctx("committing order")?;
-        crate::trace::emit("committed", || {
+        crate::trace::emit(Ev::Committed, || {
             serde_json::json!({ "order_id": order_id, "request_id": request.request_id,
                                 "event_id": event.event_id, "mode": "naive-publish-first" })
         });
@@ -83,7 +84,7 @@ fn publish(
     let partition = broker::partition_of(&event.aggregate_id, partitions);
     let json = serde_json::to_vec(&event).expect("serialising an event");
     broker.append_durable(partition, &[&json])?;
-    crate::trace::emit("appended", || {
+    crate::trace::emit(Ev::Appended, || {
         serde_json::json!({ "event_id": event.event_id, "order_id": order_id,
                             "request_id": request.request_id, "partition": partition,
                             "synced": true })

@@ -13,7 +13,7 @@ use crate::clock::now_us;
 use crate::error::Result;
 use crate::outbox::cleanup::{self, CleanupConfig, Pacer};
 use crate::relay::Relay;
-use crate::trace;
+use crate::trace::{self, Ev};
 
 #[derive(Debug)]
 pub struct CleanupSchedule {
@@ -58,7 +58,7 @@ impl Relay {
         )?;
         if report.batches > 0 {
             trace::emit(
-                "cleaned",
+                Ev::Cleaned,
                 || json!({ "relay": self.config.name, "report": report }),
             );
         }

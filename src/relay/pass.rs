@@ -6,11 +6,11 @@ use serde_json::json;
 
 use crate::broker::partition_of;
 use crate::clock::Clock;
-use crate::crashpoint;
+use crate::crashpoint::{self, Point};
 use crate::error::Result;
 use crate::outbox::{self, ClaimedRow};
 use crate::relay::Relay;
-use crate::trace;
+use crate::trace::{self, Ev};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassReport {
@@ -48,7 +48,7 @@ impl Relay {
             return Ok(PassReport::default());
         }
         self.trace_claimed(&claim.rows);
-        crashpoint::point("relay.after_claim");
+        crashpoint::point(Point::RelayAfterClaim);
         let claimed_at = Instant::now();
 
         let by_partition = self.group_by_partition(&claim.rows);
@@ -58,13 +58,13 @@ impl Relay {
             }
             let slices: Vec<&[u8]> = records.iter().map(|(_, json)| json.as_slice()).collect();
             let appended = self.broker.write(partition as u32, &slices)?;
-            trace::emit("appended", || {
+            trace::emit(Ev::Appended, || {
                 json!({ "relay": self.config.name, "pass": self.pass_no, "partition": partition,
                         "offset_bytes": appended.first_offset_bytes,
                         "event_ids": records.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() })
             });
         }
-        crashpoint::point("relay.after_append");
+        crashpoint::point(Point::RelayAfterAppend);
         let appended_at = Instant::now();
 
         let touched: Vec<u32> = (0..self.partitions)
@@ -80,15 +80,15 @@ impl Relay {
             }
         }
         trace::emit(
-            "synced",
+            Ev::Synced,
             || json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
         );
-        crashpoint::point("relay.after_sync");
+        crashpoint::point(Point::RelayAfterSync);
         let synced_at = Instant::now();
 
         let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
         let fenced = claim.rows.len() - marked;
-        trace::emit("marked", || {
+        trace::emit(Ev::Marked, || {
             json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,
                     "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() })
         });
@@ -120,7 +120,7 @@ impl Relay {
             return;
         }
         trace::emit_many(
-            "claimed",
+            Ev::Claimed,
             rows.iter().map(|r| {
                 json!({ "relay": self.config.name, "pass": self.pass_no, "event_id": r.event_id,
                         "outbox_id": r.id, "aggregate_id": r.aggregate_id,

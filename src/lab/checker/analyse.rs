@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::broker::partition_of;
+use crate::consumer::schema::Counter;
 use crate::lab::checker::load::Stores;
 use crate::lab::checker::{Duplicate, Ghost, LIST_DUPLICATES, Lost, Report};
 
@@ -125,13 +126,16 @@ pub fn analyse(stores: &Stores, partitions: u32) -> Report {
         }
     }
     let log_duplicates_seen = report.redelivered;
-    let skipped = *stores.counters.get("skipped_duplicate").unwrap_or(&0) as u64;
+    let skipped = *stores
+        .counters
+        .get(Counter::SkippedDuplicate.name())
+        .unwrap_or(&0) as u64;
     report.consumer_skipped_duplicates = skipped;
-    let counter = |name: &str| *stores.counters.get(name).unwrap_or(&0) as u64;
-    report.consumer_dropped_by_seq_guard = counter("dropped_by_seq_guard");
-    report.consumer_too_old_for_inbox = counter("too_old_for_inbox");
-    report.inbox_swept = counter("inbox_swept");
-    report.consumer_seq_gaps = counter("seq_gap");
+    let counter = |c: Counter| *stores.counters.get(c.name()).unwrap_or(&0) as u64;
+    report.consumer_dropped_by_seq_guard = counter(Counter::DroppedBySeqGuard);
+    report.consumer_too_old_for_inbox = counter(Counter::TooOldForInbox);
+    report.inbox_swept = counter(Counter::InboxSwept);
+    report.consumer_seq_gaps = counter(Counter::SeqGap);
     report.consumer_redeliveries = skipped.saturating_sub(log_duplicates_seen);
 
     analyse_effects(stores, &mut report, &ghost_ids);

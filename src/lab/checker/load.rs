@@ -10,6 +10,7 @@ use crate::broker;
 use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::event::Event;
+use crate::trace::Ev;
 
 pub struct OrderRow {
     pub id: i64,
@@ -159,11 +160,11 @@ fn read_trace(path: &Path) -> (HashMap<u64, String>, HashMap<String, Vec<u64>>) 
             continue;
         };
         let pid = v["pid"].as_u64().unwrap_or(0);
-        match v["ev"].as_str() {
-            Some("crash") => {
+        match Ev::of_line(&v) {
+            Some(Ev::Crash) => {
                 crashes.insert(pid, v["point"].as_str().unwrap_or("?").to_string());
             }
-            Some("appended") => {
+            Some(Ev::Appended) => {
                 let ids = v["event_ids"].as_array().cloned().unwrap_or_default();
                 let single = v["event_id"].as_str().map(serde_json::Value::from);
                 for id in ids.into_iter().chain(single) {

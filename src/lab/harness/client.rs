@@ -25,7 +25,7 @@ pub struct Client {
     /// Passages through the crash point so far, over all incarnations.
     placements: u64,
     next_crash: usize,
-    crashes: Vec<(String, u64)>,
+    crashes: Vec<(crate::crashpoint::Point, u64)>,
     pub incarnations: u32,
     child: Option<Child>,
 }

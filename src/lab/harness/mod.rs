@@ -49,7 +49,7 @@ pub struct Scenario {
     pub relay_batch: usize,
     pub lease_ms: u64,
     /// Replace the seeded schedule with these `point@hit`s.
-    pub explicit: Option<Vec<(&'static str, u64)>>,
+    pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
 }
 
 impl Scenario {

@@ -15,16 +15,17 @@
 
 use serde::Serialize;
 
+use crate::crashpoint::{Component, Point};
 use crate::order::Mode;
 
 /// The relay's crash points, cycled through in this order.
-const RELAY_POINTS: &[&str] = &[
-    "relay.after_sync",
-    "relay.after_claim",
-    "relay.after_append",
-    "broker.torn_append",
+const RELAY_POINTS: &[Point] = &[
+    Point::RelayAfterSync,
+    Point::RelayAfterClaim,
+    Point::RelayAfterAppend,
+    Point::BrokerTornAppend,
 ];
-const CONSUMER_POINT: &str = "consumer.after_apply";
+const CONSUMER_POINT: Point = Point::ConsumerAfterApply;
 /// Upper bound on crashes in one schedule: each costs a process start and maybe a lease.
 pub const MAX_CRASHES: usize = 64;
 
@@ -32,11 +33,11 @@ pub const MAX_CRASHES: usize = 64;
 pub struct Schedule {
     pub seed: u64,
     /// (point, global placement number — 1-based, ascending) at which the client dies.
-    pub client: Vec<(String, u64)>,
+    pub client: Vec<(Point, u64)>,
     /// One crash per relay incarnation, in order.
-    pub relay: Vec<(String, u64)>,
+    pub relay: Vec<(Point, u64)>,
     /// One crash per consumer incarnation, in order.
-    pub consumer: Vec<(String, u64)>,
+    pub consumer: Vec<(Point, u64)>,
 }
 
 impl Schedule {
@@ -63,18 +64,13 @@ impl Schedule {
         let client = client_at
             .into_iter()
             .enumerate()
-            .map(|(i, at)| (Schedule::client_point(mode, i).to_string(), at))
+            .map(|(i, at)| (Schedule::client_point(mode, i), at))
             .collect();
         let relay = (0..relay_n)
-            .map(|i| {
-                (
-                    RELAY_POINTS[i % RELAY_POINTS.len()].to_string(),
-                    rng.u64(1..=4),
-                )
-            })
+            .map(|i| (RELAY_POINTS[i % RELAY_POINTS.len()], rng.u64(1..=4)))
             .collect();
         let consumer = (0..consumer_n)
-            .map(|_| (CONSUMER_POINT.to_string(), rng.u64(5..=60)))
+            .map(|_| (CONSUMER_POINT, rng.u64(5..=60)))
             .collect();
         Schedule {
             seed,
@@ -86,7 +82,7 @@ impl Schedule {
 
     /// A hand-written schedule (`point@hit` each), for tests and replaying one crash. Client
     /// hits count placements over the whole run; relay and consumer hits, passes since start.
-    pub fn explicit(seed: u64, specs: &[(&'static str, u64)]) -> Schedule {
+    pub fn explicit(seed: u64, specs: &[(Point, u64)]) -> Schedule {
         let mut schedule = Schedule {
             seed,
             client: Vec::new(),
@@ -94,13 +90,11 @@ impl Schedule {
             consumer: Vec::new(),
         };
         for &(point, hit) in specs {
-            let entry = (point.to_string(), hit);
-            if point.starts_with("naive.") || point.starts_with("order.") {
-                schedule.client.push(entry);
-            } else if point.starts_with("consumer.") {
-                schedule.consumer.push(entry);
-            } else {
-                schedule.relay.push(entry);
+            let entry = (point, hit);
+            match point.component() {
+                Component::Client => schedule.client.push(entry),
+                Component::Consumer => schedule.consumer.push(entry),
+                Component::Relay => schedule.relay.push(entry),
             }
         }
         schedule.client.sort_by_key(|(_, at)| *at);
@@ -108,12 +102,12 @@ impl Schedule {
     }
 
     /// The crash point for the client's `index`-th scheduled crash in `mode`.
-    fn client_point(mode: Mode, index: usize) -> &'static str {
+    fn client_point(mode: Mode, index: usize) -> Point {
         match mode {
-            Mode::Naive => "naive.after_commit",
-            Mode::NaivePublishFirst => "naive.after_publish",
-            Mode::Outbox if index.is_multiple_of(2) => "order.after_commit",
-            Mode::Outbox => "order.before_commit",
+            Mode::Naive => Point::NaiveAfterCommit,
+            Mode::NaivePublishFirst => Point::NaiveAfterPublish,
+            Mode::Outbox if index.is_multiple_of(2) => Point::OrderAfterCommit,
+            Mode::Outbox => Point::OrderBeforeCommit,
         }
     }
 }

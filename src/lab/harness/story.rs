@@ -16,6 +16,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Context, Result};
+use crate::trace::Ev;
 
 /// What to follow: an event id, or a client's request id (naive events may never get an id
 /// anywhere — the lost ones).
@@ -64,10 +65,10 @@ pub fn story(dir: &Path, needle: Needle<'_>) -> Result<Vec<String>> {
                 passes.insert((pid, pass));
             }
             true
-        } else if line["ev"] == "crash" {
+        } else if Ev::of_line(line) == Some(Ev::Crash) {
             open.contains(&pid)
         } else if same_pass {
-            line["ev"] == "synced"
+            Ev::of_line(line) == Some(Ev::Synced)
         } else {
             open.remove(&pid);
             false
