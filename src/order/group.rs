@@ -32,7 +32,7 @@ use crate::order::service::{
     Mode, OrderService, PlaceStatus, Placed, begin, find_existing, insert_order,
     order_placed_payload,
 };
-use crate::outbox;
+use crate::outbox::{self, Layout};
 use crate::trace::Ev;
 
 /// The most orders one group commit holds: bounds the transaction (and the write lock's hold
@@ -70,7 +70,13 @@ impl OrderService {
         let mut replies = Vec::with_capacity(requests.len());
         let mut written = Vec::new();
         for request in requests {
-            let reply = input_error(place_in_savepoint(&tx, request, now_us, &mut written))?;
+            let reply = input_error(place_in_savepoint(
+                &tx,
+                self.layout,
+                request,
+                now_us,
+                &mut written,
+            ))?;
             replies.push(reply);
         }
         for _ in &written {
@@ -114,6 +120,7 @@ fn input_error(result: Result<Placed>) -> Result<GroupReply> {
 /// One order inside the group's transaction, in a savepoint of its own.
 fn place_in_savepoint(
     tx: &Transaction<'_>,
+    layout: Layout,
     request: &OrderRequest,
     now_us: i64,
     written: &mut Vec<Written>,
@@ -121,7 +128,7 @@ fn place_in_savepoint(
     request.validate().map_err(Error::Input)?;
     tx.execute_batch("SAVEPOINT order_in_group")
         .ctx("SAVEPOINT for an order")?;
-    match place_one(tx, request, now_us) {
+    match place_one(tx, layout, request, now_us) {
         Ok((placed, w)) => {
             tx.execute_batch("RELEASE order_in_group")
                 .ctx("RELEASE an order's savepoint")?;
@@ -139,6 +146,7 @@ fn place_in_savepoint(
 
 fn place_one(
     tx: &Transaction<'_>,
+    layout: Layout,
     request: &OrderRequest,
     now_us: i64,
 ) -> Result<(Placed, Option<Written>)> {
@@ -147,8 +155,15 @@ fn place_one(
     }
     let order_id = insert_order(tx, request, now_us)?;
     let payload = order_placed_payload(order_id, request);
-    let (outbox_id, event_id) =
-        outbox::insert_event(tx, &order_id.to_string(), 1, ORDER_PLACED, &payload, now_us)?;
+    let (outbox_id, event_id) = outbox::insert_event(
+        tx,
+        layout,
+        &order_id.to_string(),
+        1,
+        ORDER_PLACED,
+        &payload,
+        now_us,
+    )?;
     let placed = Placed {
         request_id: request.request_id.clone(),
         order_id,

@@ -40,6 +40,8 @@ pub struct OrderService {
     /// Only the naive modes append to the log themselves.
     pub(crate) broker: Option<Broker>,
     pub(crate) partitions: u32,
+    /// The outbox's layout, read once at open (see [`crate::outbox::layout`]).
+    pub(crate) layout: crate::outbox::Layout,
 }
 
 impl OrderService {
@@ -53,7 +55,9 @@ impl OrderService {
                 Some(Broker::open(&dir.broker_dir(), dir.partitions)?)
             }
         };
+        let layout = crate::outbox::Layout::of(&conn)?;
         Ok(OrderService {
+            layout,
             conn,
             mode,
             broker,

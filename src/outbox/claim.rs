@@ -21,6 +21,7 @@ use rusqlite::{Connection, Row, params};
 use crate::clock::Clock;
 use crate::db::write_tx;
 use crate::error::{Context, Result};
+use crate::outbox::Layout;
 use crate::outbox::segments;
 
 /// Upper bound on a batch: one claim and one append must stay small and quick.
@@ -46,6 +47,8 @@ pub struct Claim {
     pub lease_until_us: i64,
     /// Sorted by id (RETURNING promises no order).
     pub rows: Vec<ClaimedRow>,
+    /// The layout the rows were claimed from: the mark goes to the same tables.
+    pub layout: Layout,
 }
 
 /// The claim in the single-table layout (`outbox::segments` builds the per-segment ones).
@@ -74,6 +77,7 @@ RETURNING id, event_id, aggregate_id, aggregate_seq, event_type, payload, create
 /// So the caller passes a [`Clock`] to read then, not a time read before.
 pub fn claim_batch(
     conn: &mut Connection,
+    layout: Layout,
     token: &str,
     clock: Clock,
     lease_ms: u64,
@@ -87,7 +91,7 @@ pub fn claim_batch(
     let mut rows = write_tx(conn, |tx| {
         let now_us = clock.now_us();
         lease_until_us = now_us + (lease_ms as i64) * 1000;
-        if segments::is_partitioned(tx)? {
+        if layout == Layout::Partitioned {
             return segments::claim_rows(tx, token, lease_until_us, now_us, batch);
         }
         let mut stmt = tx.prepare_cached(CLAIM_SQL).ctx("preparing claim")?;
@@ -111,6 +115,7 @@ pub fn claim_batch(
         token: token.to_string(),
         lease_until_us,
         rows,
+        layout,
     })
 }
 
@@ -120,7 +125,7 @@ pub fn claim_batch(
 pub fn mark_published(conn: &mut Connection, claim: &Claim, clock: Clock) -> Result<usize> {
     write_tx(conn, |tx| {
         let now_us = clock.now_us();
-        if segments::is_partitioned(tx)? {
+        if claim.layout == Layout::Partitioned {
             return segments::mark_rows(tx, claim, now_us);
         }
         // One statement for the batch: the token is unique to this claim, so the id range
@@ -164,8 +169,8 @@ pub(crate) fn claimed_row(r: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
 }
 
 /// Rows not yet published (including those under someone's lease), in either layout.
-pub fn unpublished_count(conn: &Connection) -> Result<u64> {
-    if segments::is_partitioned(conn)? {
+pub fn unpublished_count(conn: &Connection, layout: Layout) -> Result<u64> {
+    if layout == Layout::Partitioned {
         return segments::unpublished_count(conn);
     }
     conn.query_row(

@@ -171,7 +171,8 @@ pub fn run_paced(
         config.batch_rows
     );
     let cutoff_us = now_us - (config.retention_ms as i64) * 1000;
-    if segments::is_partitioned(conn)? {
+    // Once per cleanup run (not per batch): the layout never changes under rows.
+    if crate::outbox::Layout::of(conn)? == crate::outbox::Layout::Partitioned {
         drop_segments(conn, config, cutoff_us, stop, pacer)
     } else {
         delete_batches(conn, config, cutoff_us, stop, pacer)

@@ -14,9 +14,11 @@
 
 pub mod claim;
 pub mod cleanup;
+pub mod layout;
 pub mod schema;
 pub mod segments;
 pub mod write;
 
 pub use claim::{Claim, ClaimedRow, claim_batch, mark_published, unpublished_count};
+pub use layout::Layout;
 pub use write::insert_event;

@@ -124,6 +124,8 @@ pub struct Relay {
     /// Random per relay process: with the pid and pass number it makes every claim's fencing
     /// token unique, even for a restarted relay that got a recycled pid.
     incarnation: u32,
+    /// The outbox's layout, read once at open (see [`crate::outbox::layout`]).
+    layout: crate::outbox::Layout,
     /// Set by `with_cleanup`: the relay also removes old published rows.
     cleanup: Option<CleanupSchedule>,
     waiter: Waiter,
@@ -138,7 +140,9 @@ impl Relay {
         let broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
         // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
         let waiter = Waiter::open(config.wake, &dir.root, "orders.db-wal")?;
+        let layout = crate::outbox::Layout::of(&conn)?;
         Ok(Relay {
+            layout,
             conn,
             broker,
             partitions: dir.partitions,
@@ -179,6 +183,6 @@ impl Relay {
 
     /// Rows not yet published (including those under someone's lease).
     pub fn unpublished_count(&self) -> Result<u64> {
-        crate::outbox::unpublished_count(&self.conn)
+        crate::outbox::unpublished_count(&self.conn, self.layout)
     }
 }

@@ -39,6 +39,7 @@ impl Relay {
         let started = Instant::now();
         let claim = outbox::claim_batch(
             &mut self.conn,
+            self.layout,
             &token,
             Clock::system(),
             self.config.lease_ms,

@@ -199,9 +199,10 @@ fn run_layout(p: &PollParams, layout: Option<i64>, steps: &mut Steps) -> Result<
 type Samples = (Vec<u64>, Vec<u64>, Vec<u64>);
 fn claims(conn: &mut rusqlite::Connection, count: usize, batch: usize) -> Result<Samples> {
     let (mut poll_us, mut claim_us, mut mark_us) = (Vec::new(), Vec::new(), Vec::new());
+    let layout = outbox::Layout::of(conn)?; // once, as the relay does
     for i in 0..count {
         let started = Instant::now();
-        let polled = poll(conn, batch)?;
+        let polled = poll(conn, layout, batch)?;
         poll_us.push(started.elapsed().as_micros() as u64);
         assert_eq!(
             polled, batch,
@@ -209,7 +210,7 @@ fn claims(conn: &mut rusqlite::Connection, count: usize, batch: usize) -> Result
         );
         let token = format!("bench/{}/{i}", std::process::id());
         let started = Instant::now();
-        let claim = outbox::claim_batch(conn, &token, Clock::system(), LEASE_MS, batch)?;
+        let claim = outbox::claim_batch(conn, layout, &token, Clock::system(), LEASE_MS, batch)?;
         claim_us.push(started.elapsed().as_micros() as u64);
         assert_eq!(
             claim.rows.len(),
@@ -226,8 +227,8 @@ fn claims(conn: &mut rusqlite::Connection, count: usize, batch: usize) -> Result
 
 /// The claim's read alone, run read-only: which `batch` rows would it take? The SELECT is cut
 /// out of the claim's own SQL, so it cannot drift from what the relay runs.
-fn poll(conn: &rusqlite::Connection, batch: usize) -> Result<usize> {
-    let claim_sql = if segments::is_partitioned(conn)? {
+fn poll(conn: &rusqlite::Connection, layout: outbox::Layout, batch: usize) -> Result<usize> {
+    let claim_sql = if layout == outbox::Layout::Partitioned {
         let active = segments::active_segments(conn)?;
         let first = *active.first().expect("a backlog means an active segment");
         segments::claim_sql(first, &active[..1])

@@ -187,12 +187,21 @@ pub(super) fn build_backlog(dir: &Path, backlog: u64, seed: u64) -> Result<()> {
     // NORMAL: a template for benchmarks; one commit at the end, then a checkpoint.
     let mut conn = db::open(&data.orders_db(), Synchronous::Normal)?;
     let now_us = crate::clock::now_us();
+    let layout = crate::outbox::Layout::of(&conn)?;
     db::write_tx(&mut conn, |tx| {
         for request in generate(seed, 0, backlog) {
             let order_id = insert_order(tx, &request, now_us)?;
             let payload = order_placed_payload(order_id, &request);
             let aggregate_id = order_id.to_string();
-            crate::outbox::insert_event(tx, &aggregate_id, 1, ORDER_PLACED, &payload, now_us)?;
+            crate::outbox::insert_event(
+                tx,
+                layout,
+                &aggregate_id,
+                1,
+                ORDER_PLACED,
+                &payload,
+                now_us,
+            )?;
         }
         Ok(())
     })?;
