@@ -262,3 +262,115 @@ fn benchmarks_refuse_a_debug_build_unless_asked() {
         "four batch sizes"
     );
 }
+
+/// `relay --overlap-sync` over a lifecycle workload (several events per order waiting at once),
+/// first killed at `crash` if given; returns the data directory after relay + consume.
+fn overlapped_relay_run(name: &str, crash: Option<&str>) -> String {
+    let dir = init(name);
+    ok(&[
+        "place",
+        "--dir",
+        &dir,
+        "--count",
+        "300",
+        "--seed",
+        "9",
+        "--lifecycle",
+    ]);
+    let relay = [
+        "relay",
+        "--dir",
+        &dir,
+        "--overlap-sync",
+        "--batch",
+        "20",
+        "--lease-ms",
+        "300",
+        "--poll-ms",
+        "10",
+        "--until-empty",
+    ];
+    if let Some(crash) = crash {
+        let died = Command::new(BIN)
+            .args(relay)
+            .env("OUTBOX_CRASH", crash)
+            .env("OUTBOX_TRACE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&died.status),
+            Some(9),
+            "the relay died at {crash}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(relay)
+        .env("OUTBOX_TRACE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(&["consume", "--dir", &dir, "--until-idle"]);
+    dir
+}
+
+/// Per relay process, in trace order: every `marked` pass had its `synced` line before it.
+fn assert_marks_follow_their_own_sync(dir: &str) -> usize {
+    let trace = std::fs::read_to_string(Path::new(dir).join("trace.jsonl")).unwrap();
+    let mut synced = std::collections::HashSet::new();
+    let mut marks = 0;
+    for line in trace.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (v["pid"].as_u64(), v["pass"].as_u64());
+        match v["ev"].as_str() {
+            Some("synced") => {
+                synced.insert(key);
+            }
+            Some("marked") => {
+                assert!(synced.contains(&key), "pass {key:?} marked before its sync");
+                marks += 1;
+            }
+            _ => {}
+        }
+    }
+    marks
+}
+
+#[test]
+fn overlapped_relay_marks_each_batch_after_its_own_sync_and_keeps_order() {
+    let dir = overlapped_relay_run("overlap", None);
+    assert!(
+        assert_marks_follow_their_own_sync(&dir) > 10,
+        "many passes overlapped"
+    );
+    let report = verify_json(&dir);
+    assert_eq!(report["lost_count"], 0);
+    assert_eq!(report["applied_twice"], 0);
+    assert_eq!(report["out_of_order"], 0, "an order's events stay in order");
+    assert_eq!(report["pending"].as_u64().unwrap_or(0), 0);
+    assert_eq!(report["points_actual"], report["points_expected"]);
+}
+
+#[test]
+fn overlapped_relay_killed_mid_flight_ships_the_batch_again_and_loses_nothing() {
+    // At pass 3's append, pass 2 is syncing and unmarked: both come back after the lease.
+    let dir = overlapped_relay_run("overlap-crash", Some("relay.after_append@3"));
+    assert_marks_follow_their_own_sync(&dir);
+    let report = verify_json(&dir);
+    assert_eq!(report["lost_count"], 0);
+    assert_eq!(report["ghost_count"], 0);
+    assert_eq!(report["applied_twice"], 0);
+    assert_eq!(report["out_of_order"], 0);
+    assert_eq!(
+        report["redelivered_by_cause"]["crash at relay.after_append"], 40,
+        "pass 2 (synced, unmarked) and pass 3 (appended) of 20 each were shipped again"
+    );
+    assert_eq!(
+        report["consumer_skipped_duplicates"], 40,
+        "and the inbox skipped them"
+    );
+    assert_eq!(report["applied_once"], report["expected_events"]);
+}

@@ -60,7 +60,7 @@ pub use offsets::{commit_offset, offset_path, read_offset};
 pub use reader::{LogReader, RawRecord, Scan, scan};
 pub use record::encode_record;
 pub use tail::recover;
-pub use writer::{Appended, Broker};
+pub use writer::{Appended, Broker, SyncInFlight};
 
 /// How many partitions `init` creates unless told otherwise.
 pub const DEFAULT_PARTITIONS: u32 = 4;

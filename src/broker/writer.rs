@@ -39,6 +39,17 @@ pub struct Appended {
     pub end_offset_bytes: u64,
 }
 
+/// A sync started by [`Broker::sync_begin`]: wait for it with [`Broker::sync_wait`] before
+/// telling anyone its partitions are durable. Dropping it unwaited is a caller bug (the
+/// pool's results are counted, so the next wait would read this one's).
+#[must_use = "a started sync must be waited for before anything is marked"]
+#[derive(Debug)]
+pub struct SyncInFlight {
+    /// The partitions being synced, in the order given.
+    pub partitions: Vec<u32>,
+    jobs: usize,
+}
+
 /// One per process: each partition's file held open for appending.
 ///
 /// Invariants: `files.len()` is the partition count (> 0); a partition's `known_end_bytes` is
@@ -193,6 +204,41 @@ impl Broker {
             let p = &files[*p as usize];
             (&p.file, &p.path)
         }))
+    }
+
+    /// Start syncing `partitions` on the syncer threads and return at once, so the caller can
+    /// claim and append its next batch meanwhile. Nothing is durable until
+    /// [`sync_wait`](Broker::sync_wait) returns Ok for this very [`SyncInFlight`]; what it
+    /// covers is what was written to those partitions before this call (a sync may also
+    /// cover later bytes, which is harmless). One sync in flight per broker at a time.
+    pub fn sync_begin(&mut self, partitions: &[u32]) -> Result<SyncInFlight> {
+        assert!(
+            !partitions.is_empty(),
+            "Broker::sync_begin: no partition to sync is a caller bug"
+        );
+        for partition in partitions {
+            assert!(
+                *partition < self.partitions(),
+                "Broker::sync_begin: partition {partition} out of range"
+            );
+        }
+        let threads = self.files.len();
+        let pool = self.syncers.get_or_insert_with(|| SyncPool::start(threads));
+        let files = &self.files;
+        let jobs = pool.submit(partitions.iter().map(|p| {
+            let p = &files[*p as usize];
+            (&p.file, &p.path)
+        }))?;
+        Ok(SyncInFlight {
+            partitions: partitions.to_vec(),
+            jobs,
+        })
+    }
+
+    /// Wait until the sync `in_flight` started is done: Ok means its partitions are durable.
+    pub fn sync_wait(&mut self, in_flight: SyncInFlight) -> Result<()> {
+        let pool = self.syncers.as_ref().expect("sync_begin started the pool");
+        pool.wait(in_flight.jobs)
     }
 
     /// [`write`](Broker::write) then [`sync`](Broker::sync): for callers that append one batch

@@ -80,9 +80,17 @@ pub enum Command {
         batch: usize,
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
-        /// fdatasync the partitions of a pass in parallel threads (still all before marking).
-        #[arg(long)]
+        /// fdatasync the partitions of a pass in parallel threads, all before marking (the
+        /// default; the flag is kept so that older scripts still run).
+        #[arg(long, conflicts_with = "sync_in_turn")]
         sync_in_parallel: bool,
+        /// fdatasync the partitions of a pass one after another (slower; as before).
+        #[arg(long)]
+        sync_in_turn: bool,
+        /// Sync a batch while claiming and appending the next one; each batch is still marked
+        /// only after its own sync. A crash then may ship the batch in flight twice.
+        #[arg(long, conflicts_with = "sync_in_turn")]
+        overlap_sync: bool,
         /// Exit when no unpublished row remains.
         #[arg(long)]
         until_empty: bool,
@@ -260,7 +268,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             wake,
             batch,
             lease_ms,
-            sync_in_parallel,
+            sync_in_parallel: _, // the default
+            sync_in_turn,
+            overlap_sync,
             until_empty,
             cleanup: cleanup_args,
         } => {
@@ -275,7 +285,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
-                sync_in_parallel,
+                sync_in_parallel: !sync_in_turn,
+                overlap_sync,
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;

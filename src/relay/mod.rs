@@ -23,6 +23,7 @@
 //! published whose record was not yet durable could vanish in a power cut — a lost event.
 
 mod cleanup;
+mod overlap;
 mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +52,9 @@ pub struct RelayConfig {
     pub lease_ms: u64,
     /// fdatasync the partitions a pass touched in parallel threads instead of in turn.
     pub sync_in_parallel: bool,
+    /// Sync a batch while the next one is claimed and appended (see `overlap.rs`); syncs
+    /// run on the syncer threads, in parallel, whatever `sync_in_parallel` says.
+    pub overlap_sync: bool,
 }
 
 impl Default for RelayConfig {
@@ -61,7 +65,10 @@ impl Default for RelayConfig {
             wake: WakeMode::Poll,
             batch: 100,
             lease_ms: 5_000,
-            sync_in_parallel: false,
+            // Parallel: the partitions' fdatasyncs overlap in the journal and the device
+            // (`bench relay` shows it several times faster than in turn at batch 100).
+            sync_in_parallel: true,
+            overlap_sync: false,
         }
     }
 }
@@ -124,6 +131,8 @@ pub struct Relay {
     /// Random per relay process: with the pid and pass number it makes every claim's fencing
     /// token unique, even for a restarted relay that got a recycled pid.
     incarnation: u32,
+    /// The batch appended and syncing while the next is claimed (`overlap_sync` only).
+    in_flight: Option<overlap::InFlight>,
     /// The outbox's layout, read once at open (see [`crate::outbox::layout`]).
     layout: crate::outbox::Layout,
     /// Set by `with_cleanup`: the relay also removes old published rows.
@@ -142,6 +151,7 @@ impl Relay {
         let waiter = Waiter::open(config.wake, &dir.root, "orders.db-wal")?;
         let layout = crate::outbox::Layout::of(&conn)?;
         Ok(Relay {
+            in_flight: None,
             layout,
             conn,
             broker,
@@ -168,15 +178,25 @@ impl Relay {
             self.waiter.clear()?;
             let report = self.pass()?;
             self.cleanup_if_due(stop)?;
-            if report.claimed > 0 {
+            if report.claimed + report.marked + report.fenced > 0 {
                 totals.add(&report);
+            } else {
+                totals.passes += 1;
+            }
+            if report.claimed > 0 {
                 continue;
             }
-            totals.passes += 1;
             if until_empty && self.unpublished_count()? == 0 {
                 break;
             }
             self.waiter.idle(stop, self.config.poll_ms)?;
+        }
+        // Stopped with a batch syncing (overlap_sync): it is durable soon, so mark it now
+        // rather than leave it for its lease to expire and a second copy to be shipped.
+        let mut last = PassReport::default();
+        self.finish_in_flight(&mut last)?;
+        if last.marked + last.fenced > 0 {
+            totals.add(&last);
         }
         Ok(totals)
     }

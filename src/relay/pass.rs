@@ -8,7 +8,7 @@ use crate::broker::partition_of;
 use crate::clock::Clock;
 use crate::crashpoint::{self, Point};
 use crate::error::Result;
-use crate::outbox::{self, ClaimedRow};
+use crate::outbox::{self, Claim, ClaimedRow};
 use crate::relay::Relay;
 use crate::trace::{self, Ev};
 
@@ -26,8 +26,45 @@ pub struct PassReport {
 }
 
 impl Relay {
-    /// One pass. Returns what it did; `claimed == 0` means there was nothing to claim.
+    /// One pass. Returns what it did; `claimed == 0` means there was nothing to claim. With
+    /// `overlap_sync` the pass is [`Relay::overlapped_pass`] instead.
     pub fn pass(&mut self) -> Result<PassReport> {
+        if self.config.overlap_sync {
+            return self.overlapped_pass();
+        }
+        let started = Instant::now();
+        let Some(claim) = self.claim_next()? else {
+            return Ok(PassReport::default());
+        };
+        let claimed_at = Instant::now();
+        let touched = self.append(&claim)?;
+        let appended_at = Instant::now();
+        // Durable before marked: the one ordering the relay must never break. Either way, every
+        // touched partition is synced before we go on.
+        if self.config.sync_in_parallel {
+            self.broker.sync_parallel(&touched)?;
+        } else {
+            for partition in &touched {
+                self.broker.sync(*partition)?;
+            }
+        }
+        self.synced(self.pass_no, &touched);
+        let synced_at = Instant::now();
+        let (marked, fenced) = self.mark(&claim, self.pass_no)?;
+        Ok(PassReport {
+            claimed: claim.rows.len(),
+            marked,
+            fenced,
+            partitions_touched: touched.len(),
+            claim_us: micros(claimed_at - started),
+            append_us: micros(appended_at - claimed_at),
+            sync_us: micros(synced_at - appended_at),
+            mark_us: micros(synced_at.elapsed()),
+        })
+    }
+
+    /// Claim the next batch under a fresh fencing token; `None` if there was nothing to claim.
+    pub(super) fn claim_next(&mut self) -> Result<Option<Claim>> {
         self.pass_no += 1;
         let token = format!(
             "{}/{}.{:08x}/{}",
@@ -36,7 +73,6 @@ impl Relay {
             self.incarnation,
             self.pass_no
         );
-        let started = Instant::now();
         let claim = outbox::claim_batch(
             &mut self.conn,
             self.layout,
@@ -46,12 +82,15 @@ impl Relay {
             self.config.batch,
         )?;
         if claim.rows.is_empty() {
-            return Ok(PassReport::default());
+            return Ok(None);
         }
         self.trace_claimed(&claim.rows);
         crashpoint::point(Point::RelayAfterClaim);
-        let claimed_at = Instant::now();
+        Ok(Some(claim))
+    }
 
+    /// Append the claim's records, one `write()` per partition; returns the partitions touched.
+    pub(super) fn append(&mut self, claim: &Claim) -> Result<Vec<u32>> {
         let by_partition = self.group_by_partition(&claim.rows);
         for (partition, records) in by_partition.iter().enumerate() {
             if records.is_empty() {
@@ -66,43 +105,29 @@ impl Relay {
             });
         }
         crashpoint::point(Point::RelayAfterAppend);
-        let appended_at = Instant::now();
-
-        let touched: Vec<u32> = (0..self.partitions)
+        Ok((0..self.partitions)
             .filter(|p| !by_partition[*p as usize].is_empty())
-            .collect();
-        // Durable before marked: the one ordering the relay must never break. Either way, every
-        // touched partition is synced before we go on.
-        if self.config.sync_in_parallel {
-            self.broker.sync_parallel(&touched)?;
-        } else {
-            for partition in &touched {
-                self.broker.sync(*partition)?;
-            }
-        }
+            .collect())
+    }
+
+    /// After the sync of pass `pass_no` returned Ok: trace it, then the crash point.
+    pub(super) fn synced(&self, pass_no: u64, touched: &[u32]) {
         trace::emit(
             Ev::Synced,
-            || json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
+            || json!({ "relay": self.config.name, "pass": pass_no, "partitions": touched }),
         );
         crashpoint::point(Point::RelayAfterSync);
-        let synced_at = Instant::now();
+    }
 
-        let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
+    /// Mark the claim's rows published (only those whose lease is still ours).
+    pub(super) fn mark(&mut self, claim: &Claim, pass_no: u64) -> Result<(usize, usize)> {
+        let marked = outbox::mark_published(&mut self.conn, claim, Clock::system())?;
         let fenced = claim.rows.len() - marked;
         trace::emit(Ev::Marked, || {
-            json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,
+            json!({ "relay": self.config.name, "pass": pass_no, "marked": marked, "fenced": fenced,
                     "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() })
         });
-        Ok(PassReport {
-            claimed: claim.rows.len(),
-            marked,
-            fenced,
-            partitions_touched: touched.len(),
-            claim_us: micros(claimed_at - started),
-            append_us: micros(appended_at - claimed_at),
-            sync_us: micros(synced_at - appended_at),
-            mark_us: micros(synced_at.elapsed()),
-        })
+        Ok((marked, fenced))
     }
 
     /// Records grouped by partition, each group in outbox id order (claims come back sorted).
@@ -164,7 +189,7 @@ pub fn record_json(row: &ClaimedRow, relay: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     d.as_micros() as u64
 }
 

@@ -48,76 +48,64 @@ pub struct RelayBench {
     pub scratch: std::path::PathBuf,
 }
 
+/// How a variant makes its batches durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// The bare relay of floor.rs: one file, one fdatasync per batch.
+    Floor,
+    /// One partition after another.
+    InTurn,
+    /// A pass's partitions at once, on the syncer threads (the default).
+    Parallel,
+    /// In parallel, and overlapped with the next batch's claim and append.
+    Overlap,
+}
+
+impl Sync {
+    fn name(self) -> &'static str {
+        match self {
+            Sync::Floor => "one file",
+            Sync::InTurn => "in turn",
+            Sync::Parallel => "parallel",
+            Sync::Overlap => "overlapped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Config {
     batch: usize,
-    /// 0: the bare relay (the floor), not `Relay`.
     relays: usize,
-    sync_in_parallel: bool,
+    sync: Sync,
 }
 
 impl Config {
     fn is_floor(&self) -> bool {
-        self.relays == 0
+        self.sync == Sync::Floor
+    }
+
+    const fn new(batch: usize, relays: usize, sync: Sync) -> Config {
+        Config {
+            batch,
+            relays,
+            sync,
+        }
     }
 }
 
-const CONFIGS: [Config; 11] = [
-    Config {
-        batch: 100,
-        relays: 0,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 1000,
-        relays: 0,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 1,
-        relays: 1,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 10,
-        relays: 1,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 100,
-        relays: 1,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 1000,
-        relays: 1,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 100,
-        relays: 2,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 100,
-        relays: 4,
-        sync_in_parallel: false,
-    },
-    Config {
-        batch: 100,
-        relays: 1,
-        sync_in_parallel: true,
-    },
-    Config {
-        batch: 100,
-        relays: 4,
-        sync_in_parallel: true,
-    },
-    Config {
-        batch: 1000,
-        relays: 1,
-        sync_in_parallel: true,
-    },
+const CONFIGS: [Config; 12] = [
+    Config::new(100, 1, Sync::Floor),
+    Config::new(1000, 1, Sync::Floor),
+    Config::new(1, 1, Sync::Parallel),
+    Config::new(10, 1, Sync::Parallel),
+    Config::new(100, 1, Sync::InTurn),
+    Config::new(100, 1, Sync::Parallel),
+    Config::new(100, 1, Sync::Overlap),
+    Config::new(1000, 1, Sync::Parallel),
+    Config::new(1000, 1, Sync::Overlap),
+    Config::new(100, 2, Sync::Parallel),
+    Config::new(100, 4, Sync::Parallel),
+    Config::new(100, 4, Sync::Overlap),
 ];
 
 /// One run's outcome.
@@ -283,7 +271,8 @@ fn relay_config(config: Config, i: usize) -> RelayConfig {
         batch: config.batch,
         // Far longer than any pass here: a healthy relay must never be fenced in a benchmark.
         lease_ms: 60_000,
-        sync_in_parallel: config.sync_in_parallel,
+        sync_in_parallel: config.sync != Sync::InTurn,
+        overlap_sync: config.sync == Sync::Overlap,
         ..RelayConfig::default()
     }
 }
@@ -324,16 +313,12 @@ fn throughput_table(runs: &[Vec<Run>]) -> (Table, Value) {
         ];
         let syncs_per_pass = per_pass(|t| t.syncs);
         let fenced: u64 = runs.iter().map(|r| r.totals.fenced).sum();
-        let sync = match (config.is_floor(), config.sync_in_parallel) {
-            (true, _) => "one file",
-            (false, true) => "parallel",
-            (false, false) => "in turn",
-        };
+        let sync = config.sync.name();
         let who = if config.is_floor() { "floor" } else { "relay" };
         table.push(vec![
             who.to_string(),
             config.batch.to_string(),
-            config.relays.max(1).to_string(),
+            config.relays.to_string(),
             sync.to_string(),
             events.show(0),
             ratio.map_or("—".into(), |r| format!("{r:.2}")),
@@ -345,7 +330,7 @@ fn throughput_table(runs: &[Vec<Run>]) -> (Table, Value) {
             fenced.to_string(),
         ]);
         json_rows.push(
-            json!({ "relay": who, "batch": config.batch, "relays": config.relays.max(1), "sync": sync,
+            json!({ "relay": who, "batch": config.batch, "relays": config.relays, "sync": sync,
             "events_per_s": events, "ratio_to_floor": ratio, "per_pass_us": { "claim": phases[0], "append": phases[1],
             "sync": phases[2], "mark": phases[3] }, "syncs_per_pass": syncs_per_pass,
             "fenced": fenced,
