@@ -4,8 +4,9 @@
 //! ```text
 //!   loop {
 //!     SELECT next `batch` unpublished rows after a cursor        (no lease, no per-order rule)
-//!     encode records (the relay's own record_json + CRC line)    one buffer
-//!     write() + fdatasync                                         ONE file, ONE sync per batch
+//!     encode records (the relay's own record_json)
+//!     write() + fdatasync                 ONE file (a 1-partition broker), ONE sync per batch,
+//!                                         on a syncer thread as the relay's parallel sync
 //!     UPDATE … SET published_at_us WHERE id BETWEEN first AND last  (no token check)
 //!   }
 //! ```
@@ -14,47 +15,49 @@
 //! for every partition (no per-order partitioning), no fencing. It is what is left when all of
 //! that is taken away, so "variant ÷ floor" says how much the guarantees cost.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rusqlite::params;
 
-use crate::broker::encode_record;
+use crate::broker::{Broker, partition_of};
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Result};
 use crate::outbox::ClaimedRow;
-use crate::relay::record_json;
+use crate::relay::{RelayTotals, record_json};
 
-/// Rows shipped, and the wall time they took.
+/// Rows shipped, the wall time they took, and where it went (µs summed over batches), in
+/// the relay's own terms so that the two sit in one table.
 pub struct FloorRun {
     pub marked: u64,
     pub elapsed_s: f64,
+    pub totals: RelayTotals,
 }
 
 const NEXT_SQL: &str = "
 SELECT id, event_id, aggregate_id, aggregate_seq, event_type, payload, created_at_us, attempts
   FROM outbox WHERE id > ?1 AND published_at_us IS NULL ORDER BY id LIMIT ?2";
 
-/// Ship the data directory's outbox in batches of `batch` until it is empty or `stop` is set.
-pub fn run(root: &Path, batch: usize, stop: &AtomicBool) -> Result<FloorRun> {
+/// Ship the data directory's outbox in batches of `batch` until it is empty or `stop` is set,
+/// into `files` log files (1: the bare floor; the partition count: the same sync pattern as
+/// the relay, each batch's files synced at once, still without leases or the per-order rule).
+pub fn run(root: &Path, batch: usize, files: u32, stop: &AtomicBool) -> Result<FloorRun> {
     assert!(batch >= 1, "a floor batch holds at least one row");
+    assert!(files >= 1, "a floor writes at least one file");
     let data = DataDir::open(root)?;
     // NORMAL, as the real relay: its claims and marks are redone after a power cut.
     let mut conn = db::open(&data.orders_db(), Synchronous::Normal)?;
-    let log_path = data.broker_dir().join("floor.log");
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .ctx(format!("opening {}", log_path.display()))?;
-    let (mut cursor, mut marked) = (0i64, 0u64);
-    let mut buf = Vec::with_capacity(batch * 400);
+    // Its own log files: a broker of `files` partitions, beside the real one.
+    let log_dir = data.root.join("floor-broker");
+    Broker::create(&log_dir, files)?;
+    let mut log = Broker::open(&log_dir, files)?;
+    let mut cursor = 0i64;
+    let mut t = RelayTotals::default();
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        let pass_started = Instant::now();
         let rows: Vec<ClaimedRow> = conn
             .prepare_cached(NEXT_SQL)
             .ctx("preparing the floor's select")?
@@ -69,24 +72,46 @@ pub fn run(root: &Path, batch: usize, stop: &AtomicBool) -> Result<FloorRun> {
             break;
         };
         let (first_id, last_id) = (first.id, last.id);
-        buf.clear();
+        let selected_at = Instant::now();
+        let mut by_file: Vec<Vec<Vec<u8>>> = vec![Vec::new(); files as usize];
         for row in &rows {
-            encode_record(&record_json(row, "floor"), &mut buf);
+            let file = partition_of(&row.aggregate_id, files);
+            by_file[file as usize].push(record_json(row, "floor"));
         }
-        log.write_all(&buf).ctx("appending to the floor log")?;
-        // Durable before marked, as in the real relay: the one ordering nobody may drop.
-        log.sync_data().ctx("syncing the floor log")?;
+        let mut touched = Vec::new();
+        for (file, records) in by_file.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+            let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            log.write(file as u32, &slices)?;
+            touched.push(file as u32);
+        }
+        let appended_at = Instant::now();
+        // Durable before marked, as in the real relay: the one ordering nobody may drop. On a
+        // syncer thread, where the relay's syncs run too, so that the two differ only in what
+        // the relay adds, not in which thread waits for the disk.
+        let sync = log.sync_begin(&touched)?;
+        log.sync_wait(sync)?;
+        let synced_at = Instant::now();
         db::write_tx(&mut conn, |tx| {
             tx.prepare_cached("UPDATE outbox SET published_at_us = ?1 WHERE id BETWEEN ?2 AND ?3")
                 .ctx("preparing the floor's mark")?
                 .execute(params![crate::clock::now_us(), first_id, last_id])
                 .ctx("marking")
         })?;
-        marked += rows.len() as u64;
         cursor = last_id;
+        let us = |d: std::time::Duration| d.as_micros() as u64;
+        t.passes += 1;
+        t.passes_with_rows += 1;
+        t.claimed += rows.len() as u64;
+        t.marked += rows.len() as u64;
+        t.syncs += touched.len() as u64;
+        t.claim_us += us(selected_at - pass_started);
+        t.append_us += us(appended_at - selected_at);
+        t.sync_us += us(synced_at - appended_at);
+        t.mark_us += us(synced_at.elapsed());
     }
     Ok(FloorRun {
-        marked,
+        marked: t.marked,
         elapsed_s: started.elapsed().as_secs_f64(),
+        totals: t,
     })
 }

@@ -53,6 +53,9 @@ pub struct RelayBench {
 enum Sync {
     /// The bare relay of floor.rs: one file, one fdatasync per batch.
     Floor,
+    /// The bare relay writing the partitions' files, synced at once: the relay's sync pattern
+    /// without its claims, leases and per-order rule.
+    FloorPartitioned,
     /// One partition after another.
     InTurn,
     /// A pass's partitions at once, on the syncer threads (the default).
@@ -65,6 +68,7 @@ impl Sync {
     fn name(self) -> &'static str {
         match self {
             Sync::Floor => "one file",
+            Sync::FloorPartitioned => "4 files, parallel",
             Sync::InTurn => "in turn",
             Sync::Parallel => "parallel",
             Sync::Overlap => "overlapped",
@@ -81,7 +85,7 @@ struct Config {
 
 impl Config {
     fn is_floor(&self) -> bool {
-        self.sync == Sync::Floor
+        matches!(self.sync, Sync::Floor | Sync::FloorPartitioned)
     }
 
     const fn new(batch: usize, relays: usize, sync: Sync) -> Config {
@@ -93,8 +97,9 @@ impl Config {
     }
 }
 
-const CONFIGS: [Config; 12] = [
+const CONFIGS: [Config; 13] = [
     Config::new(100, 1, Sync::Floor),
+    Config::new(100, 1, Sync::FloorPartitioned),
     Config::new(1000, 1, Sync::Floor),
     Config::new(1, 1, Sync::Parallel),
     Config::new(10, 1, Sync::Parallel),
@@ -204,7 +209,11 @@ fn run_once(template: &Path, config: Config, bench: &RelayBench) -> Result<Run> 
     let root = tmp.path().join("data");
     copy_tree(template, &root)?;
     if config.is_floor() {
-        return run_floor(&root, config.batch, run_ms);
+        let files = match config.sync {
+            Sync::Floor => 1,
+            _ => crate::broker::DEFAULT_PARTITIONS,
+        };
+        return run_floor(&root, config.batch, files, run_ms);
     }
     let data = DataDir::open(&root)?;
     let relays = (0..config.relays)
@@ -243,10 +252,10 @@ fn run_once(template: &Path, config: Config, bench: &RelayBench) -> Result<Run> 
 }
 
 /// The bare relay in a thread, stopped after `run_ms` like the others.
-fn run_floor(root: &Path, batch: usize, run_ms: u64) -> Result<Run> {
+fn run_floor(root: &Path, batch: usize, files: u32, run_ms: u64) -> Result<Run> {
     let stop = AtomicBool::new(false);
     let floor = std::thread::scope(|scope| {
-        let handle = scope.spawn(|| super::floor::run(root, batch, &stop));
+        let handle = scope.spawn(|| super::floor::run(root, batch, files, &stop));
         let deadline = Instant::now() + Duration::from_millis(run_ms);
         while Instant::now() < deadline && !handle.is_finished() {
             std::thread::sleep(Duration::from_millis(2));
@@ -256,10 +265,7 @@ fn run_floor(root: &Path, batch: usize, run_ms: u64) -> Result<Run> {
     })?;
     Ok(Run {
         events_per_s: floor.marked as f64 / floor.elapsed_s,
-        totals: RelayTotals {
-            marked: floor.marked,
-            ..RelayTotals::default()
-        },
+        totals: floor.totals,
     })
 }
 
@@ -285,6 +291,7 @@ fn throughput_table(runs: &[Vec<Run>]) -> (Table, Value) {
         "sync",
         "events/s",
         "÷ floor",
+        "÷ 4-file floor",
         "µs/pass claim/append/sync/mark",
         "syncs/pass",
         "fenced",
@@ -296,7 +303,7 @@ fn throughput_table(runs: &[Vec<Run>]) -> (Table, Value) {
         let events = Spread::of(&runs.iter().map(|r| r.events_per_s).collect::<Vec<_>>());
         let floor = CONFIGS
             .iter()
-            .position(|c| c.is_floor() && c.batch == config.batch)
+            .position(|c| c.sync == Sync::Floor && c.batch == config.batch)
             .map(median);
         let ratio = floor.map(|f| events.median / f);
         let per_pass = |f: fn(&RelayTotals) -> u64| -> f64 {
@@ -315,6 +322,11 @@ fn throughput_table(runs: &[Vec<Run>]) -> (Table, Value) {
         let fenced: u64 = runs.iter().map(|r| r.totals.fenced).sum();
         let sync = config.sync.name();
         let who = if config.is_floor() { "floor" } else { "relay" };
+        let partitioned_floor = CONFIGS
+            .iter()
+            .position(|c| c.sync == Sync::FloorPartitioned && c.batch == config.batch)
+            .map(median);
+        let ratio_partitioned = partitioned_floor.map(|f| events.median / f);
         table.push(vec![
             who.to_string(),
             config.batch.to_string(),
@@ -322,6 +334,7 @@ fn throughput_table(runs: &[Vec<Run>]) -> (Table, Value) {
             sync.to_string(),
             events.show(0),
             ratio.map_or("—".into(), |r| format!("{r:.2}")),
+            ratio_partitioned.map_or("—".into(), |r| format!("{r:.2}")),
             format!(
                 "{:.0}/{:.0}/{:.0}/{:.0}",
                 phases[0], phases[1], phases[2], phases[3]
@@ -331,7 +344,7 @@ fn throughput_table(runs: &[Vec<Run>]) -> (Table, Value) {
         ]);
         json_rows.push(
             json!({ "relay": who, "batch": config.batch, "relays": config.relays, "sync": sync,
-            "events_per_s": events, "ratio_to_floor": ratio, "per_pass_us": { "claim": phases[0], "append": phases[1],
+            "events_per_s": events, "ratio_to_floor": ratio, "ratio_to_4_file_floor": ratio_partitioned, "per_pass_us": { "claim": phases[0], "append": phases[1],
             "sync": phases[2], "mark": phases[3] }, "syncs_per_pass": syncs_per_pass,
             "fenced": fenced,
             "events_per_s_by_round": runs.iter().map(|r| r.events_per_s).collect::<Vec<_>>() }),
