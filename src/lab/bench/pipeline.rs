@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   child: consume --wake log              ┐ started first, idle-waiting
-//!   child: relay --wake wal  (× relays)    ┘
+//!   child: relay --wake wal  (× relays)    ┘ parallel sync, or --overlap-sync
 //!   child: place < orders.jsonl            every order waiting at once: full group commits
 //!   then:  outbox.created_at_us / published_at_us, effects.applied_at_us, one per order
 //! ```
@@ -40,7 +40,8 @@ const DRAIN_LIMIT_MS: u64 = 300_000;
 #[derive(Debug, Clone)]
 pub struct PipelineBench {
     pub orders: u64,
-    /// Relay process counts to compare, e.g. [1, 2].
+    /// Relay process counts to compare, e.g. [1, 2]; each runs with the default (parallel)
+    /// sync and with `--overlap-sync`.
     pub relays: Vec<usize>,
     pub seed: u64,
     pub scratch: std::path::PathBuf,
@@ -50,6 +51,7 @@ pub struct PipelineBench {
 #[derive(Debug, Clone, serde::Serialize)]
 struct Measured {
     relays: usize,
+    relay_sync: &'static str,
     orders: u64,
     end_to_end_per_s: f64,
     placed_per_s: f64,
@@ -81,10 +83,14 @@ pub fn run(bench: &PipelineBench) -> Result<Report> {
     );
     let mut measured = Vec::new();
     for &relays in &bench.relays {
-        let m = report
-            .steps
-            .time(format!("{relays} relay(s)"), || run_once(bench, relays))?;
-        measured.push(m);
+        for overlap in [false, true] {
+            let m = report
+                .steps
+                .time(format!("{relays} relay(s), overlap {overlap}"), || {
+                    run_once(bench, relays, overlap)
+                })?;
+            measured.push(m);
+        }
     }
     report.tables.push((String::new(), table(&measured)));
     report.results = serde_json::to_value(&measured).expect("figures serialise");
@@ -95,7 +101,7 @@ pub fn run(bench: &PipelineBench) -> Result<Report> {
     Ok(report)
 }
 
-fn run_once(bench: &PipelineBench, relay_count: usize) -> Result<Measured> {
+fn run_once(bench: &PipelineBench, relay_count: usize, overlap: bool) -> Result<Measured> {
     let tmp = TempDir::new(&bench.scratch, "pipeline")?;
     let root = tmp.path().join("data");
     let data = DataDir::init(&root, crate::broker::DEFAULT_PARTITIONS)?;
@@ -106,7 +112,10 @@ fn run_once(bench: &PipelineBench, relay_count: usize) -> Result<Measured> {
     let relays: Vec<Running> = (0..relay_count)
         .map(|i| {
             let id = format!("relay-{i}");
-            let args = ["--id", id.as_str(), "--wake", "wal", "--poll-ms", "100"];
+            let mut args = vec!["--id", id.as_str(), "--wake", "wal", "--poll-ms", "100"];
+            if overlap {
+                args.push("--overlap-sync");
+            }
             Running::start(tmp.path(), &["relay", "--dir", &dir], &args)
         })
         .collect::<Result<_>>()?;
@@ -117,7 +126,9 @@ fn run_once(bench: &PipelineBench, relay_count: usize) -> Result<Measured> {
         relay.stop()?;
     }
     consumer.stop()?;
-    measure(&data, relay_count)
+    let mut measured = measure(&data, relay_count)?;
+    measured.relay_sync = if overlap { "overlapped" } else { "parallel" };
+    Ok(measured)
 }
 
 fn write_orders(path: &std::path::Path, bench: &PipelineBench) -> Result<()> {
@@ -210,6 +221,7 @@ fn figures(times: &[[i64; 3]], relays: usize) -> Result<Measured> {
     let ms = |us: u64| us as f64 / 1000.0;
     Ok(Measured {
         relays,
+        relay_sync: "parallel",
         orders: times.len() as u64,
         end_to_end_per_s: rate(first_created, last_applied),
         placed_per_s: rate(first_created, last_created),
@@ -229,6 +241,7 @@ fn figures(times: &[[i64; 3]], relays: usize) -> Result<Measured> {
 fn table(measured: &[Measured]) -> Table {
     let mut table = Table::new(&[
         "relays",
+        "relay sync",
         "orders",
         "end to end orders/s",
         "placed/s",
@@ -240,6 +253,7 @@ fn table(measured: &[Measured]) -> Table {
     for m in measured {
         table.push(vec![
             m.relays.to_string(),
+            m.relay_sync.to_string(),
             m.orders.to_string(),
             format!("{:.0}", m.end_to_end_per_s),
             format!("{:.0}", m.placed_per_s),
