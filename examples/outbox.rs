@@ -10,12 +10,17 @@
 //! hold some events twice (at-least-once) and the inbox still applies each exactly once. Then
 //! the trace of one event delivered twice but applied once.
 //!
+//! A legend under the table says what each row means, and what the seed fixes (the crash
+//! schedule, lost, ghosts, points) versus what timing moves (copies, re-reads). The outbox run
+//! is also drawn as one HTML page, `timeline.html` in the run's directory (path printed).
+//!
 //! Exit status: non-zero if the outbox run lost or double-applied anything, or if nothing was
-//! redelivered (then the run proved nothing). Data directories are kept; paths are printed.
+//! redelivered (then the run proved nothing). Each run gets its own data directory under
+//! `$TMPDIR/outbox-lab/`, kept afterwards; its path is printed.
 
 use std::process::ExitCode;
 
-use outbox_lab::lab::{compare, demo};
+use outbox_lab::lab::{compare, demo, timeline};
 use outbox_lab::order::Mode;
 
 fn main() -> ExitCode {
@@ -31,11 +36,21 @@ fn run() -> outbox_lab::Result<ExitCode> {
     let publish_first = demo::run_mode(&root, seed, Mode::NaivePublishFirst)?;
     let outbox = demo::run_mode(&root, seed, Mode::Outbox)?;
 
-    println!("{}", compare::table(&[&naive, &publish_first, &outbox]));
-    print!("{}", compare::summary(&outbox));
+    let all = [&naive, &publish_first, &outbox];
+    println!("{}", compare::table(&all));
+    print!("{}", compare::legend());
+    println!("{}", compare::DETERMINISM);
+    print!("{}", compare::summary(&outbox)?);
     println!("\nThe story of one event delivered twice but applied once:");
     print!("{}", demo::duplicate_story(&outbox)?);
-    println!("\nData kept in {}", root.display());
+    print!("{}", compare::STORY_LEGEND);
+    let html = root.join("timeline.html");
+    timeline::write(&html, &outbox, &compare::table_rows(&all))?;
+    println!(
+        "\nThe outbox run as a picture (open in a browser): {}",
+        html.display()
+    );
+    println!("Data kept in {}", root.display());
 
     let r = &outbox.report;
     let redelivered = r.redelivered + r.consumer_redeliveries;

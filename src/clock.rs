@@ -2,8 +2,10 @@
 //!
 //! Leases, retention windows and latencies all read this one clock. The offset (from the
 //! `OUTBOX_CLOCK_OFFSET_US` environment variable or [`set_offset_us`]) lets demos and tests
-//! jump hours ahead without sleeping through them. A real deployment would also worry about
-//! clock skew between machines: here every process shares one kernel clock.
+//! jump hours ahead without sleeping through them. Across machines clocks disagree: leases
+//! assume the relays' clocks are within `outbox::MAX_CLOCK_SKEW_MS` of each other, and treat a
+//! lease further ahead than that allows as expired (see `outbox::claim`). Here every process
+//! shares one kernel clock, unless the offset says otherwise.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -64,3 +66,18 @@ impl Clock {
 
 pub const US_PER_MS: i64 = 1_000;
 pub const MS_PER_HOUR: u64 = 3_600_000;
+
+/// The longest duration any flag or setting may say: 100 years, in ms. Far past any real
+/// window, and small enough that it converts to µs and subtracts from now without overflow.
+pub const MAX_DURATION_MS: u64 = 100 * 365 * 86_400_000;
+
+/// `now_us` minus `ms`, in µs, with checked arithmetic: a window reaching back further than
+/// an `i64` of µs can say saturates at `i64::MIN` — nothing is older than that, so a cutoff
+/// computed here can only ever delete less, never more.
+pub fn us_before(now_us: i64, ms: u64) -> i64 {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| ms.checked_mul(US_PER_MS))
+        .and_then(|span_us| now_us.checked_sub(span_us))
+        .unwrap_or(i64::MIN)
+}

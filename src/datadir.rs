@@ -49,6 +49,12 @@ impl DataDir {
                 "--partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}"
             )));
         }
+        if root.exists() && !root.is_dir() {
+            return Err(Error::Input(format!(
+                "{} is a file, not a directory: `--dir` names a data directory",
+                root.display()
+            )));
+        }
         std::fs::create_dir_all(root).ctx(format!("creating {}", root.display()))?;
         let config = root.join(CONFIG_FILE);
         if config.exists() {
@@ -80,6 +86,12 @@ impl DataDir {
             dir: root.to_path_buf(),
             reason,
         };
+        if root.exists() && !root.is_dir() {
+            return Err(Error::Input(format!(
+                "{} is a file, not a directory: `--dir` names a data directory",
+                root.display()
+            )));
+        }
         if !root.is_dir() {
             return Err(missing("no such directory".into()));
         }

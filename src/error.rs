@@ -31,6 +31,15 @@ pub enum Error {
     NotInitialised { dir: PathBuf, reason: String },
     /// Bad user input: names the field and what is wrong with it.
     Input(String),
+    /// A file lock stayed busy for the whole bounded wait (or the wait was told to stop).
+    LockBusy {
+        file: PathBuf,
+        /// Who holds it, when the kernel says.
+        holder_pid: Option<u32>,
+        waited_ms: u64,
+        /// The wait ended because the process was asked to stop, not because time ran out.
+        stopped: bool,
+    },
 }
 
 impl fmt::Display for Error {
@@ -54,6 +63,20 @@ impl fmt::Display for Error {
                 dir.display()
             ),
             Error::Input(msg) => write!(f, "{msg}"),
+            Error::LockBusy {
+                file,
+                holder_pid,
+                waited_ms,
+                stopped,
+            } => {
+                let holder = holder_pid.map_or("an unknown process".into(), |p| format!("pid {p}"));
+                let why = if *stopped { ", then asked to stop" } else { "" };
+                write!(
+                    f,
+                    "the lock on {} is held by {holder}: waited {waited_ms} ms{why}",
+                    file.display()
+                )
+            }
         }
     }
 }

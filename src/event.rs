@@ -12,7 +12,7 @@ pub const ORDER_PLACED: &str = "OrderPlaced";
 pub const ORDER_PAID: &str = "OrderPaid";
 pub const ORDER_SHIPPED: &str = "OrderShipped";
 
-/// The JSON of one record in the log. Field names are part of the contract (DESIGN.md).
+/// The JSON of one record in the log. Field names are part of the contract outside checkers read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub event_id: String,

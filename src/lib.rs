@@ -28,7 +28,8 @@
 //! Shared plumbing: [`datadir`] (where everything lives), [`db`] (SQLite with explicit
 //! durability), [`event`] (the record's shape), [`clock`], [`trace`] (`trace.jsonl`),
 //! [`wake`] (the doorbell: an idle relay or consumer woken by a write to the WAL or the log,
-//! instead of sleeping out its poll), [`error`].
+//! instead of sleeping out its poll), [`error`], and [`lag`] (how far behind each stage is,
+//! read-only, for monitoring).
 //!
 //! ## The lab (what proves it)
 //!
@@ -53,6 +54,8 @@
 //! | no event without its order | the same transaction: a rollback takes both |
 //! | every event reaches the log | the relay retries until marked; leases expire ([`outbox::claim`]) |
 //! | marked ⇒ durable in the log | `sync_data()` before the mark ([`relay`]) |
+//! | applied ⇒ durable in the log | consumers read only up to the durable end a sync published ([`broker::DurableEnd`]) |
+//! | a power cut damages only what was not synced | writers cut at the first bad byte past the durable end, and stop at damage before it ([`broker::recover`]) |
 //! | each effect exactly once | inbox row + effect in one transaction ([`consumer::apply`](mod@consumer::apply)) |
 //! | per-order event order | one partition per order; only an order's oldest unpublished event is claimable |
 
@@ -66,6 +69,7 @@ pub mod db;
 pub mod error;
 pub mod event;
 pub mod lab;
+pub mod lag;
 pub mod order;
 pub mod outbox;
 pub mod relay;

@@ -36,10 +36,12 @@ pub enum Ev {
     TornTailCut,
     Cleaned,
     InboxSwept,
+    /// A relay gave up waiting for a partition's append lock (`partition`, `holder_pid`).
+    LockBusy,
 }
 
 impl Ev {
-    pub const ALL: [Ev; 15] = [
+    pub const ALL: [Ev; 16] = [
         Ev::Placed,
         Ev::Committed,
         Ev::Claimed,
@@ -55,6 +57,7 @@ impl Ev {
         Ev::TornTailCut,
         Ev::Cleaned,
         Ev::InboxSwept,
+        Ev::LockBusy,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Ev {
             Ev::TornTailCut => "torn_tail_cut",
             Ev::Cleaned => "cleaned",
             Ev::InboxSwept => "inbox_swept",
+            Ev::LockBusy => "lock_busy",
         }
     }
 

@@ -11,7 +11,7 @@ mod common;
 
 use outbox_lab::Error;
 use outbox_lab::broker::{
-    self, Appended, Broker, DEFAULT_PARTITIONS, LogReader, MAX_RECORD_BYTES, RawRecord,
+    self, Appended, Broker, DEFAULT_PARTITIONS, DurableEnd, LogReader, MAX_RECORD_BYTES, RawRecord,
     commit_offset, encode_record, log_path, offset_path, partition_of, read_offset, recover, scan,
 };
 
@@ -243,9 +243,15 @@ fn torn_tail_at_every_byte_is_truncated_on_recovery() {
 
 #[test]
 fn bad_crc_on_the_last_line_is_a_torn_tail() {
+    // The last record is appended but never synced: past the durable end, so a bad CRC there
+    // is what a power cut leaves, and recovery cuts it.
     let dir = test_dir("bad-crc-last");
     let records: Vec<Vec<u8>> = (0..4).map(record).collect();
-    let broker_dir = broker_with(&dir, &records);
+    let broker_dir = broker_with(&dir, &records[..3]);
+    Broker::open(&broker_dir, 1)
+        .unwrap()
+        .write(0, &[&records[3]])
+        .unwrap();
     let path = log_path(&broker_dir, 0);
     let written = scan(&path).unwrap().records;
     let last = written.last().unwrap().clone();
@@ -472,7 +478,9 @@ fn committed_offsets_read_back_and_leave_no_temp_file() {
         [
             "consumer.p0.offset",
             "consumer.p1.offset",
+            "orders.p0.durable",
             "orders.p0.log",
+            "orders.p1.durable",
             "orders.p1.log"
         ]
     );
@@ -767,6 +775,19 @@ fn line_longer_than_any_record_is_corruption() {
         start_bytes,
     );
     expect_corrupt(scan(&path), &path, start_bytes);
+    // Past the durable end it is a bad un-synced tail: recovery cuts it.
+    assert_eq!(recover(&path).unwrap(), MAX_RECORD_BYTES as u64 + 100);
+    assert_eq!(fs::metadata(&path).unwrap().len(), start_bytes);
+
+    // Ended by a '\n' and covered by the durable end, the same line is corruption.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend(std::iter::repeat_n(b'z', MAX_RECORD_BYTES + 100));
+    bytes.push(b'\n');
+    fs::write(&path, &bytes).unwrap();
+    DurableEnd::open(&broker_dir, 0)
+        .unwrap()
+        .rewind_to(bytes.len() as u64)
+        .unwrap();
     expect_corrupt(recover(&path), &path, start_bytes);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -841,4 +862,89 @@ fn append_to_a_cut_log(case_dir: &Path, prefix: &[u8], record: &[u8]) -> (Append
         .write(0, &[record])
         .unwrap();
     (appended, path)
+}
+
+#[test]
+fn zeroed_page_past_the_durable_end_is_cut_at_its_first_byte_with_everything_after_it() {
+    // A synced prefix, then a 40-record batch appended without sync; the "power cut" zeroes a
+    // page of the batch and cuts its last page short. Recovery must cut at the first zero byte
+    // — not just the torn last line — so nobody ever appends after a hole.
+    let dir = test_dir("zeroed-page");
+    let synced: Vec<Vec<u8>> = (0..10).map(record).collect();
+    let broker_dir = broker_with(&dir, &synced);
+    let path = log_path(&broker_dir, 0);
+    let durable_end_bytes = fs::metadata(&path).unwrap().len();
+    let batch: Vec<Vec<u8>> = (100..140).map(|i| big_record(i, 200)).collect();
+    Broker::open(&broker_dir, 1)
+        .unwrap()
+        .write(0, &refs(&batch))
+        .unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let hole_bytes = durable_end_bytes + 1000;
+    bytes[hole_bytes as usize..hole_bytes as usize + 4096].fill(0);
+    bytes.truncate(bytes.len() - 300);
+    fs::write(&path, &bytes).unwrap();
+
+    // Readers up to the durable end see exactly the synced records; past it they never look.
+    let durable = DurableEnd::open(&broker_dir, 0).unwrap();
+    assert_eq!(durable.read().unwrap(), durable_end_bytes);
+    let seen = LogReader::open(&path)
+        .unwrap()
+        .read_durable(0, usize::MAX, durable_end_bytes)
+        .unwrap();
+    assert_eq!(jsons(&seen), synced);
+
+    let first_bad_bytes = scan(&path)
+        .map(|_| unreachable!("a hole with data after it reads as corruption"))
+        .unwrap_or_else(|e| match e {
+            Error::Corrupt { offset_bytes, .. } => offset_bytes,
+            other => panic!("{other:?}"),
+        });
+    assert!(first_bad_bytes >= durable_end_bytes && first_bad_bytes <= hole_bytes);
+    let appended = Broker::open(&broker_dir, 1)
+        .unwrap()
+        .append_durable(0, &[&record(999)])
+        .unwrap();
+    assert_eq!(
+        appended.first_offset_bytes, first_bad_bytes,
+        "cut at the start of the line the hole begins in"
+    );
+    let after = scan(&path).unwrap();
+    assert_eq!(after.torn_tail_bytes, 0);
+    assert_eq!(after.records.last().unwrap().json, record(999));
+    assert_eq!(
+        durable.read().unwrap(),
+        appended.end_offset_bytes,
+        "published after the sync"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn log_shorter_than_its_durable_end_is_corruption_not_a_torn_tail() {
+    let dir = test_dir("shorter-than-durable");
+    let records: Vec<Vec<u8>> = (0..4).map(record).collect();
+    let broker_dir = broker_with(&dir, &records);
+    let path = log_path(&broker_dir, 0);
+    let len_bytes = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len_bytes - 10)
+        .unwrap();
+    expect_corrupt(recover(&path), &path, len_bytes - 10);
+    expect_corrupt(
+        Broker::open(&broker_dir, 1)
+            .unwrap()
+            .write(0, &[&record(9)]),
+        &path,
+        len_bytes - 10,
+    );
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        len_bytes - 10,
+        "nothing cut or appended"
+    );
+    fs::remove_dir_all(&dir).unwrap();
 }

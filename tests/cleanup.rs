@@ -215,7 +215,7 @@ fn claim_uses_the_unpublished_index() {
 /// EXPLAIN QUERY PLAN, one line per step, with dummy parameters bound.
 fn explain(c: &Connection, sql: &str) -> String {
     let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    let params = rusqlite::params!["token", 0, 0, 100];
+    let params = rusqlite::params!["token", 0, 0, 100, 0];
     let lines: Vec<String> = stmt
         .query_map(params, |r| r.get::<_, String>(3))
         .unwrap()

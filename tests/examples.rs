@@ -70,6 +70,37 @@ fn naive_example_loses_events_and_publishes_ghosts() {
         out.contains("KILLED at naive.after_publish"),
         "the ghost's story shows the kill"
     );
+    // Each crash says what it did, in the run's numbering: every placement before a
+    // naive.after_commit crash commits, so the crash at placement N lost order N.
+    let crashes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("naive.after_commit@"))
+        .collect();
+    assert_eq!(crashes.len() as u64, lost, "one crash line per lost order");
+    for line in crashes {
+        let n = line
+            .split("naive.after_commit@")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap();
+        assert!(line.contains(&format!("→ order {n} LOST")), "{line}");
+    }
+    assert!(out.contains("→ GHOST: event for order"));
+    timeline_printed(&out, 2);
+}
+
+/// The example printed `n` timeline paths and each file is there.
+fn timeline_printed(out: &str, n: usize) {
+    let paths: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("as a picture"))
+        .filter_map(|l| l.rsplit(' ').next())
+        .collect();
+    assert_eq!(paths.len(), n, "{out}");
+    for path in paths {
+        let page = std::fs::read_to_string(path).expect("timeline written where printed");
+        assert!(page.contains("<svg") && page.contains("<g class=\"crash\""));
+    }
 }
 
 #[test]
@@ -92,4 +123,14 @@ fn outbox_example_loses_nothing_and_absorbs_redeliveries() {
         out.contains("skipped_duplicate"),
         "the story shows the inbox skipping the copy"
     );
+    // The legend explains the table's rows; the determinism note says what the seed fixes.
+    assert!(out.contains("skipped by inbox   log copies + consumer re-reads"));
+    assert!(out.contains("The seed fixes the crash schedule"));
+    assert!(out.contains("\"pass N\": the relay process's N-th pass"));
+    let skipped: u64 = row(&out, "skipped by inbox")[2].parse().unwrap();
+    let rereads: u64 = row(&out, "redelivered: consumer re-reads")[2]
+        .parse()
+        .unwrap();
+    assert_eq!(skipped, copies + rereads, "the legend's sum holds");
+    timeline_printed(&out, 1);
 }

@@ -177,7 +177,7 @@ fn zombie_relay_cannot_mark_and_its_late_copies_are_absorbed() {
         "the zombie's late copies reached the log"
     );
     assert_eq!(
-        r["redelivered_by_cause"]["lease lost without a crash (zombie relay)"],
+        r["redelivered_by_cause"][outbox_lab::lab::checker::NO_CRASH_RECORDED],
         20
     );
     assert_eq!(

@@ -10,8 +10,9 @@
 //!     orders.p1.log  │ append-only,           │ 1a2b3c4d │ │ {"event_id":…}     │\n│
 //!     orders.p2.log  │ one per partition      └──────────┴─┴────────────────────┴──┘
 //!     orders.p3.log ─┘                          CRC-32 of   SP  the JSON (no '\n')
-//!     consumer.p0.offset  ← the consumer          the JSON,
-//!     …                     group's cursor        8 lowercase hex
+//!     orders.p0.durable   ← synced up to here     the JSON,
+//!     consumer.p0.offset  ← the consumer          8 lowercase hex
+//!     …                     group's cursor
 //!
 //!   orders.p0.log:  [rec 0][rec 1][rec 2] … [rec n-1][torn?]
 //!                   ▲                       ▲         ▲
@@ -37,16 +38,23 @@
 //! * **Appending and syncing are separate steps.** [`Broker::write`] is not durable; only
 //!   [`Broker::sync`] (`fdatasync`) is. The relay appends a batch, syncs, and only then marks
 //!   the rows published: one fsync per batch, not per event.
-//! * **Torn tails are cut, corruption is not.** A crash mid-`write()` leaves at most one bad
-//!   line, and only at the very end (see [`recover`]). So a bad *last* line is a torn tail —
-//!   the next writer truncates it — while a bad line with data after it cannot come from a
-//!   crash: it is corruption, reported with file and byte offset and never skipped. Readers
-//!   never truncate: to them a bad last line may simply not be fully written yet.
+//! * **A durable end per partition** (`orders.pN.durable`, see [`DurableEnd`]), published after
+//!   each successful sync: consumers read only up to it ([`LogReader::read_durable`]), because
+//!   a power cut can take back anything after it (a kill cannot; the page cache survives).
+//! * **Recovery from the durable end; corruption is not cut.** Before appending, a writer
+//!   checks every line past the durable end and cuts at the first bad byte (a torn line, a
+//!   zeroed page, garbage: see [`recover`]). A bad line *before* the durable end cannot come
+//!   from a crash or a power cut: it is corruption, reported with file and byte offset and
+//!   never skipped. Readers never truncate.
+//! * **Bounded lock waits.** A writer waits for a partition's lock only so long
+//!   ([`LockWait`]), so a frozen holder costs its own partition, not everyone.
 //!
 //! What a real broker would add: replication (this is one file per partition, on one disk),
 //! segments and retention (these files only grow), and a network protocol (here every process
 //! opens the files itself).
 
+mod durable;
+mod lock;
 mod offsets;
 mod reader;
 mod record;
@@ -56,8 +64,13 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use offsets::{commit_offset, offset_path, read_offset};
-pub use reader::{LogReader, RawRecord, Scan, scan};
+pub use durable::{DurableEnd, durable_path};
+pub use lock::{DEFAULT_LOCK_WAIT_MS, LockWait, MAX_LOCK_WAIT_MS, holder_pid};
+pub use offsets::{
+    CommittedPosition, RecordMark, check_position, commit_offset, commit_position, offset_path,
+    read_offset, read_position,
+};
+pub use reader::{LogReader, RawRecord, Scan, scan, scan_each};
 pub use record::encode_record;
 pub use tail::recover;
 pub use writer::{Appended, Broker, SyncInFlight};

@@ -113,6 +113,56 @@ impl LogReader {
         }
     }
 
+    /// Like [`read_from`](LogReader::read_from), but only records that end at or before
+    /// `durable_end_bytes` (the partition's published durable end): what a consumer may act
+    /// on, because a power cut cannot take it back. Bytes past it are never read.
+    ///
+    /// An offset past the durable end returns nothing (a durable end can come back older
+    /// after a power cut; the next writer publishes it again). Below the durable end every
+    /// line must be whole and good: a bad or unfinished one is `Error::Corrupt`.
+    pub fn read_durable(
+        &mut self,
+        offset_bytes: u64,
+        max_records: usize,
+        durable_end_bytes: u64,
+    ) -> Result<Vec<RawRecord>> {
+        let mut records = Vec::new();
+        if max_records == 0 || offset_bytes >= durable_end_bytes {
+            return Ok(records);
+        }
+        let first_read_bytes = max_records
+            .saturating_mul(GUESS_BYTES_PER_RECORD)
+            .clamp(MIN_FIRST_READ_BYTES, READ_CHUNK_BYTES);
+        self.buf.clear();
+        let walk = walk(
+            &self.file,
+            &self.path,
+            offset_bytes..durable_end_bytes,
+            &mut self.buf,
+            first_read_bytes,
+            |rec| {
+                records.push(RawRecord {
+                    offset_bytes: rec.offset_bytes,
+                    next_offset_bytes: rec.next_offset_bytes,
+                    json: rec.json.to_vec(),
+                });
+                records.len() < max_records
+            },
+        )?;
+        if records.len() < max_records && walk.stopped_at_bytes < durable_end_bytes {
+            return Err(Error::Corrupt {
+                file: self.path.clone(),
+                offset_bytes: walk.stopped_at_bytes,
+                reason: format!(
+                    "the line here is unfinished or fails its CRC, yet lies before the durable \
+                     end {durable_end_bytes} (the log holds {} bytes from here): synced bytes are damaged",
+                    walk.seen_end_bytes - walk.stopped_at_bytes
+                ),
+            });
+        }
+        Ok(records)
+    }
+
     fn read_once(&mut self, offset_bytes: u64, max_records: usize) -> Result<Vec<RawRecord>> {
         let mut records = Vec::new();
         if max_records == 0 {
@@ -125,7 +175,7 @@ impl LogReader {
         let walk = walk(
             &self.file,
             &self.path,
-            offset_bytes,
+            offset_bytes..u64::MAX,
             &mut self.buf,
             first_read_bytes,
             |rec| {
@@ -168,7 +218,7 @@ pub fn scan(path: &Path) -> Result<Scan> {
     let walk = walk(
         &reader.file,
         path,
-        0,
+        0..u64::MAX,
         &mut reader.buf,
         READ_CHUNK_BYTES,
         |rec| {
@@ -184,6 +234,32 @@ pub fn scan(path: &Path) -> Result<Scan> {
         records,
         torn_tail_bytes: walk.seen_end_bytes - walk.stopped_at_bytes,
     })
+}
+
+/// Stream a whole file for the checker: `on_record(offset_bytes, json)` for every good record,
+/// in order, holding one read chunk at a time. Returns the torn tail's length in bytes.
+/// Errors as [`scan`]; an error from `on_record` stops the walk and is returned.
+pub fn scan_each(path: &Path, mut on_record: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+    let mut reader = LogReader::open(path)?;
+    let mut failed = None;
+    let walk = walk(
+        &reader.file,
+        path,
+        0..u64::MAX,
+        &mut reader.buf,
+        READ_CHUNK_BYTES,
+        |rec| match on_record(rec.offset_bytes, rec.json) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    )?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(walk.seen_end_bytes - walk.stopped_at_bytes),
+    }
 }
 
 /// One verified record, borrowed from the walk's buffer.
@@ -202,8 +278,9 @@ pub(crate) struct Walk {
     pub seen_end_bytes: u64,
 }
 
-/// The one loop that reads records: from `start_bytes` (a record boundary), calling `on_record`
-/// for each good line until it returns false, the file ends, or a torn last line is reached.
+/// The one loop that reads records: from `range.start` (a record boundary), calling `on_record`
+/// for each good line until it returns false, the file (or `range.end`) ends, or a torn last
+/// line is reached. Bytes at or past `range.end` are never read.
 ///
 /// `buf` may arrive holding the file's bytes from `start_bytes` on (the tail check has already
 /// read them); the walk reads more as needed, `first_read_bytes` first, then in chunks.
@@ -212,11 +289,12 @@ pub(crate) struct Walk {
 pub(crate) fn walk(
     file: &File,
     path: &Path,
-    start_bytes: u64,
+    range: std::ops::Range<u64>,
     buf: &mut Vec<u8>,
     first_read_bytes: usize,
     mut on_record: impl FnMut(Line<'_>) -> bool,
 ) -> Result<Walk> {
+    let (start_bytes, end_bytes) = (range.start, range.end);
     assert!(
         first_read_bytes > 0,
         "walk: a read of 0 bytes would look like the end of the file"
@@ -281,14 +359,22 @@ pub(crate) fn walk(
         buf.drain(..pos);
         buf_start_bytes += pos as u64;
         pos = 0;
-        let n = read_more(file, path, buf, buf_start_bytes, read_bytes)?;
+        // Never past `end_bytes`: to the walk, the file ends there.
+        let held_end_bytes = buf_start_bytes + buf.len() as u64;
+        let want_bytes = end_bytes
+            .saturating_sub(held_end_bytes)
+            .min(read_bytes as u64) as usize;
+        let n = match want_bytes {
+            0 => 0,
+            want_bytes => read_more(file, path, buf, buf_start_bytes, want_bytes)?,
+        };
         eof = n == 0;
         read_bytes = READ_CHUNK_BYTES;
     }
 }
 
 /// Append up to `want_bytes` from the file to `buf`, reading at `buf_start_bytes + buf.len()`.
-fn read_more(
+pub(crate) fn read_more(
     file: &File,
     path: &Path,
     buf: &mut Vec<u8>,

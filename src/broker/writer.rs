@@ -1,8 +1,8 @@
 //! Appending: the [`Broker`] a relay (or the naive service) writes through.
 //!
 //! ```text
-//!   write(p, batch):  lock p ─▶ tail check (cut a torn tail) ─▶ ONE write() ─▶ unlock
-//!   sync(p):          fdatasync p                      ← only now is the batch durable
+//!   write(p, batch):  lock p (bounded wait) ─▶ recover from the durable end ─▶ ONE write() ─▶ unlock
+//!   sync(p):          fdatasync p ─▶ publish the durable end  ← only now may readers see it
 //! ```
 //!
 //! Many processes may append to one partition at once; each holds its own open file, and the
@@ -22,8 +22,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
+use super::durable::DurableEnd;
+use super::lock::{LockWait, Locked};
 use super::record::encode_record;
-use super::tail::{Locked, recover_locked};
+use super::tail::{Recovered, publish_recovered, recover_locked};
 use super::{MAX_RECORD_BYTES, data_dir_of, log_path};
 use crate::broker::sync_pool::SyncPool;
 use crate::crashpoint::{self, Point};
@@ -47,13 +49,17 @@ pub struct Appended {
 pub struct SyncInFlight {
     /// The partitions being synced, in the order given.
     pub partitions: Vec<u32>,
+    /// Per partition, the end of our appends this sync covers: published as the durable end
+    /// once it is done — never a later append's end, which this sync may not cover.
+    ends_bytes: Vec<Option<u64>>,
     jobs: usize,
 }
 
 /// One per process: each partition's file held open for appending.
 ///
 /// Invariants: `files.len()` is the partition count (> 0); a partition's `known_end_bytes` is
-/// `Some` only right after this process's own successful append ended there.
+/// `Some` only right after this process's own successful append ended there; its
+/// `unpublished_end_bytes` is the end of an append of ours not yet covered by a sync.
 #[derive(Debug)]
 pub struct Broker {
     files: Vec<PartitionFile>,
@@ -73,6 +79,10 @@ struct PartitionFile {
     /// record, so never below our end. Equal length therefore means nothing happened after us,
     /// and our last line is whole because our write returned.
     known_end_bytes: Option<u64>,
+    /// The partition's durable end, published after each successful sync.
+    durable: DurableEnd,
+    /// Where our latest append ended, until a sync makes it the durable end.
+    unpublished_end_bytes: Option<u64>,
 }
 
 impl Broker {
@@ -88,6 +98,7 @@ impl Broker {
                 .append(true)
                 .open(&path)
                 .ctx(format!("creating {}", path.display()))?;
+            DurableEnd::create(broker_dir, partition)?;
         }
         // The new directory entries must survive a power cut too, or `open` would find a
         // partition missing after one.
@@ -119,16 +130,28 @@ impl Broker {
     }
 
     /// Append `records` (each a JSON byte string without '\n') to one partition, in order,
-    /// with ONE `write()`: lock, cut a torn tail, write, unlock. NOT durable until [`sync`].
+    /// with ONE `write()`: lock, recover from the durable end, write, unlock. NOT durable (nor
+    /// visible to consumers) until [`sync`]. Waits for the lock at most
+    /// [`super::DEFAULT_LOCK_WAIT_MS`]; see [`Broker::write_within`].
     ///
     /// Errors: a record over [`MAX_RECORD_BYTES`] (`Error::Input`, nothing written); a corrupt
-    /// line near the end of the partition (`Error::Corrupt`: the writer refuses to append after
-    /// it); I/O errors.
+    /// line before the durable end (`Error::Corrupt`: the writer refuses to append after it);
+    /// the lock busy for the whole wait (`Error::LockBusy`, nothing written); I/O errors.
     ///
     /// Crash point `broker.torn_append`: writes the first half of the first record, then dies.
     ///
     /// [`sync`]: Broker::sync
     pub fn write(&mut self, partition: u32, records: &[&[u8]]) -> Result<Appended> {
+        self.write_within(partition, records, &LockWait::patient())
+    }
+
+    /// [`write`](Broker::write), waiting for the partition's append lock as `wait` says.
+    pub fn write_within(
+        &mut self,
+        partition: u32,
+        records: &[&[u8]],
+        wait: &LockWait<'_>,
+    ) -> Result<Appended> {
         assert!(
             partition < self.partitions(),
             "Broker::write: partition {partition} out of range (partitions = {})",
@@ -142,8 +165,9 @@ impl Broker {
 
         let p = &mut self.files[partition as usize];
         let known_end_bytes = p.known_end_bytes.take(); // trusted again only if we finish
-        let _lock = Locked::exclusive(&p.file, &p.path)?;
-        let first_offset_bytes = recover_locked(&p.file, &p.path, known_end_bytes)?.good_end_bytes;
+        let _lock = Locked::exclusive_within(&p.file, &p.path, wait)?;
+        let first_offset_bytes =
+            recover_locked(&p.file, &p.path, &p.durable, known_end_bytes)?.good_end_bytes;
 
         if crashpoint::due(Point::BrokerTornAppend) {
             tear(&p.file, &self.buf);
@@ -161,6 +185,7 @@ impl Broker {
         }
         let end_offset_bytes = first_offset_bytes + self.buf.len() as u64;
         p.known_end_bytes = Some(end_offset_bytes);
+        p.unpublished_end_bytes = Some(end_offset_bytes);
         Ok(Appended {
             partition,
             first_offset_bytes,
@@ -168,7 +193,8 @@ impl Broker {
         })
     }
 
-    /// Make everything appended to `partition` so far durable.
+    /// Make everything appended to `partition` so far durable, then publish our append's end
+    /// as the partition's durable end: from now on consumers may read up to it.
     pub fn sync(&mut self, partition: u32) -> Result<()> {
         assert!(
             partition < self.partitions(),
@@ -179,7 +205,37 @@ impl Broker {
         // fdatasync, not fsync: the data and the file length must reach the disk; mtime need not.
         p.file
             .sync_data()
-            .ctx(format!("syncing {}", p.path.display()))
+            .ctx(format!("syncing {}", p.path.display()))?;
+        self.publish(partition)
+    }
+
+    /// After a successful sync only: our append's end becomes the durable end. Our own end,
+    /// never the file's length: another writer may be halfway through its `write()` right now,
+    /// and a durable end must sit on a record boundary that a sync covered.
+    fn publish(&mut self, partition: u32) -> Result<()> {
+        let p = &mut self.files[partition as usize];
+        if let Some(end_bytes) = p.unpublished_end_bytes {
+            p.durable.publish(end_bytes, &LockWait::patient())?;
+            p.unpublished_end_bytes = None;
+        }
+        Ok(())
+    }
+
+    /// Recover one partition outside the append path: verify everything past its durable end,
+    /// cut at the first bad byte, sync, and publish the verified end. A writer restarting after
+    /// a crash or power cut calls this for every partition, so that records that survived a cut
+    /// whole become readable even if nobody appends to that partition again.
+    pub fn recover_partition(&mut self, partition: u32, wait: &LockWait<'_>) -> Result<u64> {
+        assert!(
+            partition < self.partitions(),
+            "Broker::recover_partition: partition {partition} out of range"
+        );
+        let p = &mut self.files[partition as usize];
+        p.known_end_bytes = None;
+        let _lock = Locked::exclusive_within(&p.file, &p.path, wait)?;
+        let recovered: Recovered = recover_locked(&p.file, &p.path, &p.durable, None)?;
+        publish_recovered(&p.file, &p.path, &p.durable, &recovered, wait)?;
+        Ok(recovered.cut_bytes)
     }
 
     /// [`sync`](Broker::sync) several partitions at once, on the broker's syncer threads, and
@@ -203,14 +259,16 @@ impl Broker {
         pool.sync_all(partitions.iter().map(|p| {
             let p = &files[*p as usize];
             (&p.file, &p.path)
-        }))
+        }))?;
+        partitions.iter().try_for_each(|p| self.publish(*p))
     }
 
     /// Start syncing `partitions` on the syncer threads and return at once, so the caller can
     /// claim and append its next batch meanwhile. Nothing is durable until
     /// [`sync_wait`](Broker::sync_wait) returns Ok for this very [`SyncInFlight`]; what it
     /// covers is what was written to those partitions before this call (a sync may also
-    /// cover later bytes, which is harmless). One sync in flight per broker at a time.
+    /// cover later bytes, which is harmless), and only that becomes their durable end. One
+    /// sync in flight per broker at a time.
     pub fn sync_begin(&mut self, partitions: &[u32]) -> Result<SyncInFlight> {
         assert!(
             !partitions.is_empty(),
@@ -224,21 +282,35 @@ impl Broker {
         }
         let threads = self.files.len();
         let pool = self.syncers.get_or_insert_with(|| SyncPool::start(threads));
-        let files = &self.files;
+        let files = &mut self.files;
+        let ends_bytes = partitions
+            .iter()
+            .map(|p| files[*p as usize].unpublished_end_bytes.take())
+            .collect();
         let jobs = pool.submit(partitions.iter().map(|p| {
             let p = &files[*p as usize];
             (&p.file, &p.path)
         }))?;
         Ok(SyncInFlight {
             partitions: partitions.to_vec(),
+            ends_bytes,
             jobs,
         })
     }
 
-    /// Wait until the sync `in_flight` started is done: Ok means its partitions are durable.
+    /// Wait until the sync `in_flight` started is done, then publish each partition's durable
+    /// end as it stood at [`sync_begin`](Broker::sync_begin): Ok means they are durable and
+    /// readable.
     pub fn sync_wait(&mut self, in_flight: SyncInFlight) -> Result<()> {
         let pool = self.syncers.as_ref().expect("sync_begin started the pool");
-        pool.wait(in_flight.jobs)
+        pool.wait(in_flight.jobs)?;
+        for (partition, end_bytes) in in_flight.partitions.iter().zip(in_flight.ends_bytes) {
+            if let Some(end_bytes) = end_bytes {
+                let p = &mut self.files[*partition as usize];
+                p.durable.publish(end_bytes, &LockWait::patient())?;
+            }
+        }
+        Ok(())
     }
 
     /// [`write`](Broker::write) then [`sync`](Broker::sync): for callers that append one batch
@@ -284,6 +356,8 @@ impl PartitionFile {
             path,
             file,
             known_end_bytes: None,
+            durable: DurableEnd::open(broker_dir, partition)?,
+            unpublished_end_bytes: None,
         })
     }
 }

@@ -46,8 +46,10 @@ pub enum Which {
         /// Orders per run (each variant, each round, in a fresh data directory).
         #[arg(long, default_value_t = 2_000)]
         orders: u64,
+        /// How many times each variant runs (rotated, median and range reported).
         #[arg(long, default_value_t = 3)]
         rounds: u64,
+        /// Seed of the generated orders.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -61,8 +63,10 @@ pub enum Which {
         /// Each run stops after this long, drained or not.
         #[arg(long, default_value_t = 1_000)]
         run_ms: u64,
+        /// How many times each variant runs (rotated, median and range reported).
         #[arg(long, default_value_t = 3)]
         rounds: u64,
+        /// Seed of the generated orders.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -73,8 +77,10 @@ pub enum Which {
         /// Events in the log when each run starts.
         #[arg(long, default_value_t = 10_000)]
         events: u64,
+        /// How many times each variant runs (rotated, median and range reported).
         #[arg(long, default_value_t = 3)]
         rounds: u64,
+        /// Seed of the generated orders.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -82,11 +88,13 @@ pub enum Which {
     Pipeline {
         #[command(flatten)]
         common: Common,
+        /// Orders piped into `place`, all waiting at once.
         #[arg(long, default_value_t = 50_000)]
         orders: u64,
         /// Relay process counts to compare, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
         relays: Vec<usize>,
+        /// Seed of the generated orders.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -100,8 +108,10 @@ pub enum Which {
         /// How long each run places orders.
         #[arg(long, default_value_t = 2_000)]
         duration_ms: u64,
+        /// How many times each variant runs (rotated, median and range reported).
         #[arg(long, default_value_t = 3)]
         rounds: u64,
+        /// Seed of the generated orders.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -112,8 +122,10 @@ pub enum Which {
         /// Skip sizes above this (10000 for a quick run).
         #[arg(long, default_value_t = 10_000_000)]
         max_rows: u64,
+        /// Claims timed at each size.
         #[arg(long, default_value_t = 300)]
         claims: usize,
+        /// Rows per claim.
         #[arg(long, default_value_t = 100)]
         batch: usize,
         /// Also measure the partitioned layout with this many rows per segment (0: skip it).
@@ -133,13 +145,17 @@ pub enum Which {
         /// The writer's pace, orders per second.
         #[arg(long, default_value_t = 500)]
         rate: u64,
+        /// Partitioned layout: events per segment table.
         #[arg(long, default_value_t = crate::outbox::segments::DEFAULT_SEGMENT_ROWS)]
         segment_rows: i64,
+        /// Rows per delete transaction (single layout).
         #[arg(long, default_value_t = CleanupConfig::default().batch_rows)]
         batch_rows: usize,
+        /// Gap between cleanup transactions, so waiting writers get the lock.
         #[arg(long, default_value_t = CleanupConfig::default().pause_ms)]
         pause_ms: u64,
         /// Alternations of the no-cleanup and cleanup phases (orders are split over them).
+        /// How many times each variant runs (rotated, median and range reported).
         #[arg(long, default_value_t = 3)]
         rounds: u64,
         /// The cleaner's budget: at most this % of wall time holding the write lock.
@@ -159,6 +175,7 @@ pub enum Which {
         /// How often the sweeper runs: one sweep deletes what aged out in this interval.
         #[arg(long, value_parser = parse_duration_ms, default_value = "1m")]
         sweep_every: u64,
+        /// Rows deleted per sweep transaction.
         #[arg(long, default_value_t = 500)]
         batch_rows: u32,
         /// Skip combinations whose inbox would be bigger than this.

@@ -56,13 +56,13 @@ fn partitioned_note(conn: &rusqlite::Connection) -> Result<String> {
 #[derive(Args, Debug, Clone)]
 pub struct CleanupFlags {
     /// Published rows younger than this are kept.
-    #[arg(long, default_value_t = CleanupConfig::default().retention_ms)]
+    #[arg(long, default_value_t = CleanupConfig::default().retention_ms, value_parser = super::bounds::ms)]
     pub retention_ms: u64,
     /// Rows per delete transaction (single layout).
     #[arg(long, default_value_t = CleanupConfig::default().batch_rows)]
     pub batch_rows: usize,
     /// Gap between cleanup transactions, so waiting writers get the lock.
-    #[arg(long, default_value_t = CleanupConfig::default().pause_ms)]
+    #[arg(long, default_value_t = CleanupConfig::default().pause_ms, value_parser = super::bounds::ms)]
     pub pause_ms: u64,
     /// At most this % of wall time holding the write lock (the rest goes to the writers).
     #[arg(long, default_value_t = CleanupConfig::default().max_lock_share_pct)]
@@ -96,6 +96,7 @@ impl CleanupFlags {
 
 #[derive(Args, Debug)]
 pub struct CleanupArgs {
+    /// Data directory (created by `init`).
     #[arg(long)]
     pub dir: PathBuf,
     #[command(flatten)]
@@ -123,7 +124,7 @@ pub fn run(args: CleanupArgs) -> Result<ExitCode> {
 #[derive(Args, Debug)]
 pub struct RelayCleanupArgs {
     /// Also clean up old published rows, every this many ms, between passes.
-    #[arg(long)]
+    #[arg(long, value_parser = super::bounds::ms)]
     pub cleanup_every_ms: Option<u64>,
     #[command(flatten)]
     pub flags: CleanupFlags,

@@ -4,44 +4,66 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use clap::Args;
 
-use crate::lab::compare;
+use crate::error::Context;
+
 use crate::lab::harness::story::{self, Needle};
 use crate::lab::harness::{self, Scenario};
+use crate::lab::{compare, timeline};
 use crate::order::Mode;
 use crate::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct CrashRunArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Seed of the orders and of the crash schedule: the same seed replays the same crashes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Orders the client places.
     #[arg(long, default_value_t = 300)]
     pub orders: u64,
+    /// How the order service publishes: through the outbox, or one of the naive dual writes.
     #[arg(long, value_enum, default_value_t = Mode::Outbox)]
     pub mode: Mode,
     /// Crashes in the schedule (half the order service, then relays, then the consumer).
     #[arg(long, default_value_t = 12)]
     pub crashes: usize,
+    /// Relay processes running at once.
     #[arg(long, default_value_t = 1)]
     pub relays: usize,
+    /// Rows a relay claims per pass (small, so a killed pass leaves a few copies).
     #[arg(long, default_value_t = 10)]
     pub batch: usize,
+    /// How long a relay's claim lasts before another relay may take the rows over.
     #[arg(long, default_value_t = 300)]
     pub lease_ms: u64,
+    /// Also cut the power this many times while orders are placed: every process dies at
+    /// once and each log's un-synced tail is kept, cut, zeroed or garbled (outbox mode only).
+    #[arg(long, default_value_t = 0)]
+    pub power_cuts: usize,
     /// Instead of the seeded schedule, crash exactly here (`point@hit`, repeatable; see
-    /// `crash-points`). Client hits count placements over the whole run.
+    /// `crash-points`). Client hits count placements over the whole run; relay and consumer
+    /// hits count passes of the next process started. The crash list prints the same numbers.
     #[arg(long = "crash")]
     pub crash: Vec<String>,
     /// Print the outcome as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the run as one self-contained HTML page (an SVG timeline, no JavaScript).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
 }
 
 pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     if args.crashes > harness::schedule::MAX_CRASHES {
         return Err(Error::Input(format!(
             "--crashes is at most {}",
@@ -51,6 +73,20 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
     if args.orders == 0 || args.relays == 0 || args.batch == 0 {
         return Err(Error::Input(
             "--orders, --relays and --batch must be positive".into(),
+        ));
+    }
+    if let Some(path) = &args.html {
+        timeline::check_path(path)?; // before the run, not after it
+    }
+    if args.power_cuts > crate::lab::power_campaign::MAX_CUTS_PER_RUN {
+        return Err(Error::Input(format!(
+            "--power-cuts is at most {}",
+            crate::lab::power_campaign::MAX_CUTS_PER_RUN
+        )));
+    }
+    if args.power_cuts > 0 && args.mode != Mode::Outbox {
+        return Err(Error::Input(
+            "--power-cuts needs --mode outbox: the naive modes lose events without any cut".into(),
         ));
     }
     let explicit = if args.crash.is_empty() {
@@ -66,16 +102,22 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         crashes: args.crashes,
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
+        power_cuts: args.power_cuts,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
     let outcome = harness::run(&scenario)?;
+    if let Some(path) = &args.html {
+        timeline::write(path, &outcome, &compare::table_rows(&[&outcome]))?;
+        // On stderr, so that `--json` output stays one JSON object.
+        eprintln!("timeline: {}", path.display());
+    }
     if args.json {
         println!(
             "{}",
             serde_json::to_string(&outcome).expect("outcome serialises")
         );
     } else {
-        print!("{}", compare::summary(&outcome));
+        print!("{}", compare::summary(&outcome)?);
     }
     Ok(if outcome.report.ok() {
         ExitCode::SUCCESS
@@ -86,12 +128,14 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct TraceArgs {
+    /// Data directory whose trace.jsonl to read.
     #[arg(long)]
     pub dir: PathBuf,
     /// Follow this event id.
     #[arg(long, conflicts_with = "request")]
     pub event: Option<String>,
-    /// Follow this client request id (naive events that were lost never got an event id).
+    /// Follow this client request id, then the events it led to through relay and consumer
+    /// (a naive event that was lost never got an event id: its story ends at the commit).
     #[arg(long)]
     pub request: Option<String>,
 }
@@ -107,36 +151,47 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
         eprintln!("nothing in {}/trace.jsonl names that", args.dir.display());
         return Ok(ExitCode::from(1));
     }
+    let mut out = std::io::stdout().lock();
     for line in lines {
-        println!("{line}");
+        // A closed pipe (`trace … | head`) ends the command quietly (see `cli::main`).
+        writeln!(out, "{line}").ctx("writing the story to stdout")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args, Debug)]
 pub struct ReplicasArgs {
-    /// Data directory (wiped and re-initialised).
+    /// Data directory (wiped and re-initialised): missing, empty or an earlier run's.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Clear `--dir` even if it is not a lab run directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Seed of the generated orders.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Orders, each with its lifecycle (about 2.2 events per order).
     #[arg(long, default_value_t = 1500)]
     pub orders: u64,
+    /// Relay processes draining the outbox at once (1 to 64).
     #[arg(long, default_value_t = 4)]
     pub relays: usize,
+    /// Rows a relay claims per pass.
     #[arg(long, default_value_t = 20)]
     pub batch: usize,
+    /// How long a relay's claim lasts before another relay may take the rows over.
     #[arg(long, default_value_t = 300)]
     pub lease_ms: u64,
     /// Relay crashes, `point@hit`, handed to relay processes in turn (repeatable).
     #[arg(long = "crash")]
     pub crash: Vec<String>,
+    /// Print the outcome as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
+    crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     crate::crashpoint::parse_spec(&args.crash.join(",")).map_err(Error::Input)?;
     if args.relays == 0 || args.relays > 64 || args.batch == 0 {
         return Err(Error::Input(

@@ -7,11 +7,16 @@
 //! a failed verification), 2 an operating error (printed on stderr).
 
 mod bench;
+mod bounds;
+mod checklab;
 mod cleanup;
 mod lab;
+mod lag;
 mod place;
+mod power;
 mod sweep;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use clap::{Parser, Subcommand};
 
 use crate::consumer::{self, ConsumerConfig};
 use crate::datadir::DataDir;
+use crate::error::Context;
 use crate::lab::checker;
 use crate::relay::{Relay, RelayConfig};
 use crate::wake::{self, WakeMode};
@@ -41,8 +47,10 @@ pub struct Cli {
 pub enum Command {
     /// Create both databases and the broker (idempotent).
     Init {
+        /// Data directory to create (or check, if it exists).
         #[arg(long)]
         dir: PathBuf,
+        /// Log partitions; an order's events all go to one (CRC-32 of its id, modulo this).
         #[arg(long, default_value_t = broker::DEFAULT_PARTITIONS)]
         partitions: u32,
         #[command(flatten)]
@@ -52,22 +60,28 @@ pub enum Command {
     Place(place::PlaceArgs),
     /// Pay an order: writes OrderPaid (seq 2) with the status change.
     Pay {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
+        /// The order, as `place` printed it.
         #[arg(long)]
         order_id: i64,
     },
     /// Ship a paid order: writes OrderShipped (seq 3) with the status change.
     Ship {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
+        /// The order, as `place` printed it.
         #[arg(long)]
         order_id: i64,
     },
     /// A polling relay: outbox rows -> log. Several may run at once.
     Relay {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
+        /// This relay's name: in its leases, in the log records it appends, in the trace.
         #[arg(long, default_value = "relay")]
         id: String,
         /// Sleep after an empty pass; with `--wake wal`, the longest wait for the doorbell.
@@ -76,8 +90,11 @@ pub enum Command {
         /// `wal`: run the next pass as soon as a commit writes orders.db-wal (Linux inotify).
         #[arg(long, value_enum, default_value_t = RelayWake::Poll)]
         wake: RelayWake,
+        /// Rows claimed per pass (1 to the claim's maximum).
         #[arg(long, default_value_t = 100)]
         batch: usize,
+        /// How long a claim lasts: after this, another relay may ship the rows (a dead relay's
+        /// rows wait this long).
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
         /// fdatasync the partitions of a pass in parallel threads, all before marking (the
@@ -99,9 +116,11 @@ pub enum Command {
     },
     /// The idempotent consumer (one worker per partition).
     Consume {
+        /// Data directory (created by `init`).
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        /// Consumer group: its committed offsets are kept per group.
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
         /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
@@ -122,10 +141,13 @@ pub enum Command {
     SweepInbox(sweep::SweepArgs),
     /// The checker: lost, ghost, redelivered, applied twice, out of order.
     Verify {
+        /// Data directory of a drained run.
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "points")]
+        /// Consumer group whose offsets and effects to check.
+        #[arg(long, default_value = "points", value_parser = bounds::group)]
         group: String,
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -133,6 +155,10 @@ pub enum Command {
     CrashPoints,
     /// Run the pipeline as real processes, SIGKILLed on a seeded crash schedule, then verify.
     CrashRun(lab::CrashRunArgs),
+    /// Many crash runs with power cuts (logs lose their un-synced tails), across seeds.
+    PowerCuts(power::PowerCutsArgs),
+    /// Simulate one power cut on a data directory whose processes are all dead.
+    PowerCut(power::PowerCutArgs),
     /// Tell the story of one event (or one client request) from trace.jsonl.
     Trace(lab::TraceArgs),
     /// K relays drain one outbox at once (optionally crashing); show the claims were disjoint.
@@ -141,6 +167,14 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Benchmarks: a table on stdout, JSON with --json PATH.
     Bench(bench::BenchArgs),
+    /// How far behind each stage is: unpublished rows, per-partition consumer lag, the inbox.
+    Lag(lag::LagArgs),
+    /// Fixture builder: write a drained run of N orders straight into a fresh data directory
+    /// (for measuring `verify` at scale; not a pipeline run).
+    Fixture(checklab::FixtureArgs),
+    /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
+    /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
+    Campaign(checklab::CampaignArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -212,6 +246,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            // `outbox-lab place … | head`: the reader left. Stop quietly, as Unix tools do
+            // (they die of SIGPIPE: status 128 + 13). Every reply written so far was for an
+            // order already committed; the rest of the input was never read.
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("outbox-lab: error: {e}");
             ExitCode::from(2)
@@ -287,6 +327,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel: !sync_in_turn,
                 overlap_sync,
+                ..RelayConfig::default()
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
             let totals = relay.run(&stop, until_empty)?;
@@ -345,15 +386,46 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::CrashPoints => {
+            let mut out = std::io::stdout().lock();
             for point in crashpoint::Point::ALL {
-                println!("{:<22} {}", point.name(), point.shows());
+                writeln!(out, "{:<22} {}", point.name(), point.shows()).ctx("writing to stdout")?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::CrashRun(args) => lab::crash_run(args),
+        Command::PowerCuts(args) => power::power_cuts(args),
+        Command::PowerCut(args) => power::power_cut(args),
         Command::Trace(args) => lab::trace(args),
         Command::Replicas(args) => lab::replicas(args),
         Command::Cleanup(args) => cleanup::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fixture(args) => checklab::fixture(args),
+        Command::Campaign(args) => checklab::campaign(args),
+        Command::Lag(args) => lag::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `command path --flag` for every argument, of every subcommand, without a help line.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                out.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_has_a_help_line() {
+        let mut missing = Vec::new();
+        undocumented(&super::Cli::command(), "outbox-lab", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
     }
 }

@@ -9,13 +9,14 @@
 //!
 //! A lone line is a group of one and commits at once; nothing ever waits for company.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
 
+use crate::order::input::{InputLine, MAX_REQUEST_ID_CHARS, read_line, truncate_echo};
 use crate::order::lifecycle::Transition;
 use crate::order::workload::{Generated, run_generated};
 use crate::order::{Mode, OrderRequest, OrderService};
@@ -23,13 +24,16 @@ use crate::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct PlaceArgs {
+    /// Data directory (created by `init`).
     #[arg(long)]
     pub dir: PathBuf,
+    /// outbox: order + event in one transaction; naive / naive-publish-first: the dual write.
     #[arg(long, value_enum, default_value_t = Mode::Outbox)]
     pub mode: Mode,
     /// Generate this many orders instead of reading stdin.
     #[arg(long)]
     pub count: Option<u64>,
+    /// Seed of the generated orders (same seed, same orders).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Index of the first generated order (request ids are s{seed}-o{index}).
@@ -103,8 +107,8 @@ fn write_reply(out: &mut impl Write, line: &serde_json::Value) -> Result<()> {
         })
 }
 
-/// One input line: its number (1-based, for error replies) and its text.
-type Line = (usize, String);
+/// One input line: its number (1-based, for error replies) and what could be read of it.
+type Line = (usize, InputLine);
 
 /// Group-commit stdin: returns how many lines were rejected.
 fn place_stdin(
@@ -113,11 +117,18 @@ fn place_stdin(
     reply: &mut impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<u64> {
     let (tx, rx) = crossbeam_channel::bounded::<std::io::Result<Line>>(READ_AHEAD_LINES);
-    // The reader is detached: it ends at EOF, or when a send fails because we are gone.
+    // The reader is detached: it ends at EOF, at a read error (sent on), or when a send
+    // fails because we are gone. Each line is read bounded (`read_line`), judged alone later.
     std::thread::spawn(move || {
-        for (index, line) in std::io::stdin().lock().lines().enumerate() {
+        let mut stdin = std::io::stdin().lock();
+        for number in 1.. {
+            let line = match read_line(&mut stdin) {
+                Ok(None) => return,
+                Ok(Some(input)) => Ok((number, input)),
+                Err(e) => Err(e),
+            };
             let failed = line.is_err();
-            if tx.send(line.map(|l| (index + 1, l))).is_err() || failed {
+            if tx.send(line).is_err() || failed {
                 return;
             }
         }
@@ -138,20 +149,27 @@ fn place_stdin(
                 context: "reading stdin".into(),
                 source: e,
             })?;
-        failed += place_lines(service, &lines, reply)?;
+        failed += place_lines(service, lines, reply)?;
     }
     Ok(failed)
 }
 
-/// Parse `lines`, place the good ones as one group, reply to every line in input order.
+/// Parse `lines`, place the good ones as one group, reply to every line in input order. Each
+/// line is judged alone: a bad one (not UTF-8, too long, not an order) gets its own error.
 fn place_lines(
     service: &mut OrderService,
-    lines: &[Line],
+    lines: Vec<Line>,
     reply: &mut impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<u64> {
-    let lines: Vec<&Line> = lines.iter().filter(|(_, l)| !l.trim().is_empty()).collect();
-    let parsed: Vec<std::result::Result<OrderRequest, String>> =
-        lines.iter().map(|(_, l)| OrderRequest::parse(l)).collect();
+    let lines: Vec<(usize, std::result::Result<String, String>)> = lines
+        .into_iter()
+        .map(|(number, input)| (number, input.text()))
+        .filter(|(_, text)| !matches!(text, Ok(t) if t.trim().is_empty()))
+        .collect();
+    let parsed: Vec<std::result::Result<OrderRequest, String>> = lines
+        .iter()
+        .map(|(_, text)| text.clone().and_then(|t| OrderRequest::parse(&t)))
+        .collect();
     let good: Vec<OrderRequest> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
     let mut placed = service.place_group(&good)?.into_iter();
     let mut failed = 0u64;
@@ -164,9 +182,10 @@ fn place_lines(
             Ok(p) => reply(serde_json::to_value(&p).expect("reply serialises"))?,
             Err(problem) => {
                 failed += 1;
-                reply(
-                    json!({ "request_id": request_id_of(line), "line": number, "error": problem }),
-                )?;
+                let request_id = line
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, |t| request_id_of(t));
+                reply(json!({ "request_id": request_id, "line": number, "error": problem }))?;
             }
         }
     }
@@ -174,12 +193,18 @@ fn place_lines(
     Ok(failed)
 }
 
-/// The request_id of a rejected line, if it has one, so the client can match the error.
+/// The request_id of a rejected line, if it has one, so the client can match the error;
+/// cut short if it is longer than a valid one can be (never echo megabytes back).
 fn request_id_of(line: &str) -> serde_json::Value {
-    serde_json::from_str::<serde_json::Value>(line)
+    match serde_json::from_str::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("request_id").cloned())
-        .unwrap_or(serde_json::Value::Null)
+    {
+        Some(serde_json::Value::String(id)) => truncate_echo(&id).into(),
+        Some(other) if other.to_string().len() <= MAX_REQUEST_ID_CHARS => other,
+        Some(other) => truncate_echo(&other.to_string()).into(),
+        None => serde_json::Value::Null,
+    }
 }
 
 pub fn transition(dir: &Path, order_id: i64, pay: bool) -> Result<ExitCode> {

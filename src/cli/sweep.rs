@@ -37,10 +37,10 @@ pub struct RetentionArgs {
     #[arg(long, value_parser = parse_duration_ms, default_value = "12h")]
     pub tolerated_downtime: u64,
     /// Rows deleted per sweep transaction.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub sweep_batch_rows: u32,
     /// Transactions per sweep.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub sweep_max_batches: u32,
 }
 
@@ -90,6 +90,7 @@ impl InboxArgs {
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
+    /// Data directory (created by `init`).
     #[arg(long)]
     pub dir: PathBuf,
     #[command(flatten)]

@@ -33,7 +33,7 @@ use std::time::Instant;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use crate::clock::{Clock, US_PER_MS};
+use crate::clock::{Clock, MAX_DURATION_MS, us_before};
 use crate::consumer::schema::Counter;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous, write_tx};
@@ -57,8 +57,12 @@ pub struct RedeliveryHorizon {
 }
 
 impl RedeliveryHorizon {
+    /// Saturating: an absurd part makes the horizon huge, so a short retention is refused
+    /// (an overflow that wrapped to a small horizon would let it pass).
     pub fn horizon_ms(&self) -> u64 {
-        self.relay_lease_ms + self.relay_retry_ms + self.tolerated_downtime_ms
+        self.relay_lease_ms
+            .saturating_add(self.relay_retry_ms)
+            .saturating_add(self.tolerated_downtime_ms)
     }
 }
 
@@ -99,8 +103,10 @@ impl Retention {
     }
 
     /// Rows processed before this instant are past the window.
+    /// Checked: "keep for 200000000 days" must never wrap into a cutoff in the future (which
+    /// would sweep the whole inbox); it saturates to "nothing is that old".
     pub fn cutoff_us(&self, now_us: i64) -> i64 {
-        now_us - self.retention_ms as i64 * US_PER_MS
+        us_before(now_us, self.retention_ms)
     }
 
     /// Is `event_created_at_us` older than the window, i.e. could its copies already have
@@ -255,12 +261,49 @@ pub fn parse_duration_ms(text: &str) -> std::result::Result<u64, String> {
         }
     };
     n.checked_mul(unit_ms)
-        .ok_or_else(|| format!("{text:?} is too long a duration"))
+        .filter(|ms| *ms <= MAX_DURATION_MS)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is too long a duration (at most {}d)",
+                MAX_DURATION_MS / 86_400_000
+            )
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_durations_saturate_towards_keeping_data() {
+        let horizon = RedeliveryHorizon {
+            relay_lease_ms: 1,
+            relay_retry_ms: 0,
+            tolerated_downtime_ms: u64::MAX,
+        };
+        assert_eq!(horizon.horizon_ms(), u64::MAX, "no wrap to a small horizon");
+        let retention = Retention {
+            retention_ms: u64::MAX,
+            horizon,
+            batch_rows: 1,
+            max_batches: 1,
+            pause_between_batches_ms: 0,
+        };
+        let now_us = 1_700_000_000_000_000;
+        assert_eq!(retention.cutoff_us(now_us), i64::MIN, "nothing is that old");
+        assert!(!retention.too_old_for_inbox(0, now_us));
+        let short = Retention {
+            retention_ms: 1,
+            ..retention
+        };
+        assert!(short.check().is_err(), "1 ms is shorter than any horizon");
+        assert!(
+            parse_duration_ms("200000000d")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert_eq!(parse_duration_ms("36500d"), Ok(MAX_DURATION_MS));
+    }
 
     #[test]
     fn durations_round_trip_as_people_write_them() {

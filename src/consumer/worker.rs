@@ -1,21 +1,26 @@
-//! One partition's worker: read a batch from the committed offset, apply it in one
-//! transaction, commit the offset.
+//! One partition's worker: read a batch from the committed offset up to the durable end, apply
+//! it in one transaction, commit the offset (naming the last record applied).
 //!
 //! ```text
-//!   read ≤ batch records (and ≤ batch_bytes) ─▶ BEGIN; inbox + effect × n; COMMIT
+//!   read ≤ batch records (and ≤ batch_bytes), durable ones only
+//!        ─▶ BEGIN; inbox + effect × n; COMMIT
 //!        ── consumer.after_apply (once per record of the batch, after COMMIT)
 //!   commit the offset past the batch's last record
 //! ```
 //!
 //! Four workers share consumer.db's one writer: each COMMIT holds the write lock for its fsync,
 //! so a batch per worker costs one lock hand-off and one fsync, not one per record.
+//!
+//! Only durable records are read: a record past the partition's durable end may still vanish
+//! in a power cut, and an effect applied for it would then name an event the log no longer
+//! holds, and the offset committed after it would point into bytes that get rewritten.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::broker::{self, LogReader, RawRecord};
+use crate::broker::{self, CommittedPosition, DurableEnd, LogReader, RawRecord, RecordMark};
 use crate::consumer::apply::{ApplyOptions, Outcome, Position, apply_batch};
 use crate::consumer::{ConsumerConfig, ConsumerTotals};
 use crate::crashpoint::{self, Point};
@@ -38,14 +43,21 @@ pub fn run(
     let broker_dir = dir.broker_dir();
     let path = broker::log_path(&broker_dir, partition);
     let mut reader = LogReader::open(&path)?;
-    let file_name = path.file_name().and_then(|n| n.to_str());
-    let file_name = file_name.expect("a partition's log file has a UTF-8 name");
+    let durable = DurableEnd::open(&broker_dir, partition)?;
+    // The doorbell watches the durable-end file: it is written when a sync makes records
+    // readable, which is the moment worth waking for (an append alone is not readable yet).
+    let file_name = durable.path().file_name().and_then(|n| n.to_str());
+    let file_name = file_name.expect("a partition's durable-end file has a UTF-8 name");
     let mut waiter = Waiter::open(config.wake, &broker_dir, file_name)?;
-    let mut offset_bytes = broker::read_offset(&broker_dir, &config.group, partition)?;
+    let position = broker::read_position(&broker_dir, &config.group, partition)?;
+    // Loud, never a skip: the log must still hold the record our offset ends after.
+    broker::check_position(&path, &position)?;
+    let mut offset_bytes = position.next_offset_bytes;
     let mut totals = ConsumerTotals::default();
     while !stop.load(Ordering::Relaxed) {
-        waiter.clear()?; // before reading: an append after this rings again
-        let records = reader.read_from(offset_bytes, config.batch)?;
+        waiter.clear()?; // before reading: a publish after this rings again
+        let durable_end_bytes = durable.read()?;
+        let records = reader.read_durable(offset_bytes, config.batch, durable_end_bytes)?;
         let Some(last) = records.last() else {
             if config.until_idle {
                 break;
@@ -54,10 +66,18 @@ pub fn run(
             continue;
         };
         let batch = within_bytes(&records, config.batch_bytes);
-        let next_offset_bytes = batch.last().unwrap_or(last).next_offset_bytes;
+        let last = batch.last().unwrap_or(last);
+        let next_offset_bytes = last.next_offset_bytes;
         totals += apply_records(&mut conn, config, &path, partition, batch)?;
+        let committed = CommittedPosition {
+            next_offset_bytes,
+            after: Some(RecordMark {
+                offset_bytes: last.offset_bytes,
+                crc32: crc32fast::hash(&last.json),
+            }),
+        };
         // After the transactions, never before: a crash here replays, it never skips.
-        broker::commit_offset(&broker_dir, &config.group, partition, next_offset_bytes)?;
+        broker::commit_position(&broker_dir, &config.group, partition, &committed)?;
         offset_bytes = next_offset_bytes;
     }
     Ok(totals)

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use crate::crashpoint::Point;
 use crate::error::{Error, Result};
+use crate::lab::checker::{Duplicate, Report};
 use crate::lab::harness::story::{self, Needle};
 use crate::lab::harness::{self, Outcome, Scenario};
 use crate::order::Mode;
@@ -44,12 +45,18 @@ pub fn seed_from_args() -> Result<u64> {
     }
 }
 
-/// Where an example keeps its data: `$TMPDIR/outbox-lab/<example>-seed<S>/<mode>`, kept after
-/// the run so you can look inside.
+/// Where an example keeps its data: a directory of its own per run,
+/// `$TMPDIR/outbox-lab/<example>-seed<S>-<unix seconds>-<pid>/<mode>`, so two runs at once
+/// never share one; kept after the run so you can look inside (the examples print it).
 pub fn data_dir(example: &str, seed: u64) -> PathBuf {
-    std::env::temp_dir()
-        .join("outbox-lab")
-        .join(format!("{example}-seed{seed}"))
+    let started_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    std::env::temp_dir().join("outbox-lab").join(format!(
+        "{example}-seed{seed}-{started_s}-{}",
+        std::process::id()
+    ))
 }
 
 /// Run one mode of the example scenario in `root/<mode>`.
@@ -111,18 +118,22 @@ pub fn ghost_story(outcome: &Outcome) -> Result<String> {
     Ok(out)
 }
 
-/// The story of one event the log holds twice, preferring a `relay.after_sync` duplicate.
-pub fn duplicate_story(outcome: &Outcome) -> Result<String> {
-    let dups = &outcome.report.duplicated;
-    let Some(dup) = dups
-        .iter()
+/// The event to show: one the log holds twice, preferring a `relay.after_sync` duplicate (the
+/// copy at-least-once delivery *means*).
+pub fn pick_duplicate(report: &Report) -> Option<&Duplicate> {
+    let dups = &report.duplicated;
+    dups.iter()
         .find(|d| {
             d.causes
                 .iter()
                 .any(|c| c.contains(Point::RelayAfterSync.name()))
         })
         .or_else(|| dups.first())
-    else {
+}
+
+/// The story of one event the log holds twice, preferring a `relay.after_sync` duplicate.
+pub fn duplicate_story(outcome: &Outcome) -> Result<String> {
+    let Some(dup) = pick_duplicate(&outcome.report) else {
         return Ok("  (no event was delivered twice in this run)\n".into());
     };
     let mut out = format!(

@@ -4,16 +4,23 @@
 //!
 //! - [`checker`]: `verify` — lost, ghost, redelivered, applied twice, out of order;
 //! - [`harness`]: real child processes SIGKILLed on a seeded schedule, restarted, drained;
-//!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show;
+//!   [`compare`] and [`demo`] print what the `naive` and `outbox` examples show, and
+//!   [`timeline`] draws a run as one HTML page;
+//! - [`power_campaign`]: many power cuts ([`harness::power`]) across seeds, summed up;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
 //! - [`bench`](mod@bench): the benchmarks behind `outbox-lab bench`, one framework, one report type.
 
 pub mod bench;
+pub mod campaign;
 pub mod checker;
 pub mod claims;
 pub mod compare;
 pub mod demo;
+pub mod fixture;
 pub mod harness;
 pub mod inbox_demo;
+pub mod power_campaign;
 pub mod replicas;
+pub mod rundir;
+pub mod timeline;

@@ -63,6 +63,7 @@ pub fn run(r: &Replicas) -> Result<ReplicasOutcome> {
         std::fs::remove_dir_all(&r.dir).ctx(format!("clearing {}", r.dir.display()))?;
     }
     let data = DataDir::init(&r.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    crate::lab::rundir::mark(&r.dir)?;
     let logs = r.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let dir = r.dir.display().to_string();

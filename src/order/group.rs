@@ -84,13 +84,22 @@ impl OrderService {
         }
         tx.commit()
             .ctx("committing a group of orders + outbox rows")?;
-        for (w, request) in written.iter().zip(placed_requests(requests, &replies)) {
+        // Traced as one write right after COMMIT, before any crash point: a crash at
+        // `order.after_commit` then leaves every committed order of the group in the trace.
+        let group = requests.len();
+        crate::trace::emit_many(
+            Ev::Placed,
+            written
+                .iter()
+                .zip(placed_requests(requests, &replies))
+                .map(|(w, request)| {
+                    serde_json::json!({ "event_id": w.event_id, "order_id": w.order_id,
+                                        "outbox_id": w.outbox_id, "request_id": request.request_id,
+                                        "mode": "outbox", "group": group })
+                }),
+        );
+        for _ in &written {
             crashpoint::point(Point::OrderAfterCommit);
-            crate::trace::emit(Ev::Placed, || {
-                serde_json::json!({ "event_id": w.event_id, "order_id": w.order_id,
-                                    "outbox_id": w.outbox_id, "request_id": request.request_id,
-                                    "mode": "outbox", "group": requests.len() })
-            });
         }
         Ok(replies)
     }

@@ -9,7 +9,16 @@
 //!
 //! A row is claimable when it is unpublished, its lease is absent or expired, and no earlier
 //! event of the same aggregate is still unpublished (so per order, the first copy of every
-//! event reaches the log in seq order, whatever the number of relays — see WRITEUP.md).
+//! event reaches the log in seq order, whatever the number of relays — see WRITEUP.md and docs/relays.md).
+//!
+//! A lease is read on the claimer's clock. Every relay trusts the others' clocks to within
+//! [`MAX_CLOCK_SKEW_MS`]: a lease that ends further ahead than `lease_ms` plus that bound, on
+//! the claiming relay's own clock, cannot have been granted by a relay with a sane clock, so it
+//! counts as expired. Without that bound a relay whose clock ran an hour fast and then died
+//! would strand its rows for an hour. Reclaiming such a row early is safe (fencing below); a
+//! clock running *slow* only shortens leases, which costs a duplicate, never a loss. Relays of
+//! one pipeline are expected to share `--lease-ms`: one with a shorter lease sees longer ones
+//! as skewed and takes their rows early (again a duplicate at worst).
 //!
 //! Marking is fenced: `published_at_us` is set only where `lease_owner` is still this claim's
 //! token and the lease has not expired. A relay that was paused past its lease (a zombie)
@@ -26,6 +35,11 @@ use crate::outbox::segments;
 
 /// Upper bound on a batch: one claim and one append must stay small and quick.
 pub const MAX_BATCH: usize = 10_000;
+
+/// How far apart the relays' clocks may be. A lease ending more than `lease_ms` plus this
+/// ahead of the claimer's clock is treated as expired. Processes on one machine share a clock;
+/// across machines NTP keeps skew far below this, and a relay beyond it is misconfigured.
+pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
 
 #[derive(Debug, Clone)]
 pub struct ClaimedRow {
@@ -58,7 +72,8 @@ UPDATE outbox
  WHERE id IN (
        SELECT o.id FROM outbox AS o INDEXED BY outbox_unpublished
         WHERE o.published_at_us IS NULL
-          AND (o.lease_until_us IS NULL OR o.lease_until_us <= ?3)
+          AND (o.lease_until_us IS NULL OR o.lease_until_us <= ?3
+               OR o.lease_until_us > ?5)  -- further ahead than any sane clock could lease
           AND (o.aggregate_seq = 1       -- an order's first event has nothing before it
                OR NOT EXISTS (
                   SELECT 1 FROM outbox AS earlier INDEXED BY outbox_unpublished_by_aggregate
@@ -91,13 +106,19 @@ pub fn claim_batch(
     let mut rows = write_tx(conn, |tx| {
         let now_us = clock.now_us();
         lease_until_us = now_us + (lease_ms as i64) * 1000;
+        let skew_horizon_us = lease_until_us + (MAX_CLOCK_SKEW_MS as i64) * 1000;
+        let at = segments::ClaimTimes {
+            lease_until_us,
+            now_us,
+            skew_horizon_us,
+        };
         if layout == Layout::Partitioned {
-            return segments::claim_rows(tx, token, lease_until_us, now_us, batch);
+            return segments::claim_rows(tx, token, &at, batch);
         }
         let mut stmt = tx.prepare_cached(CLAIM_SQL).ctx("preparing claim")?;
         let rows = stmt
             .query_map(
-                params![token, lease_until_us, now_us, batch as i64],
+                params![token, lease_until_us, now_us, batch as i64, skew_horizon_us],
                 claimed_row,
             )
             .ctx("claiming a batch")?
@@ -150,6 +171,29 @@ pub fn mark_published(conn: &mut Connection, claim: &Claim, clock: Clock) -> Res
             claim.rows.len()
         );
         Ok(marked)
+    })
+}
+
+/// Give up rows of `claim` that were not appended (their partition's append lock stayed
+/// busy): the claim's token is cleared so its mark cannot touch them, and the lease time is
+/// kept, so they are claimed again (by anyone) only when it runs out. Returns rows released.
+pub fn release_unshipped(conn: &mut Connection, claim: &Claim, ids: &[i64]) -> Result<usize> {
+    write_tx(conn, |tx| {
+        if claim.layout == Layout::Partitioned {
+            return segments::release_rows(tx, &claim.token, ids);
+        }
+        let mut stmt = tx
+            .prepare_cached(
+                "UPDATE outbox SET lease_owner = NULL WHERE id = ?1 AND lease_owner = ?2",
+            )
+            .ctx("preparing release")?;
+        let mut released = 0;
+        for id in ids {
+            released += stmt
+                .execute(params![id, claim.token])
+                .ctx("releasing unshipped rows")?;
+        }
+        Ok(released)
     })
 }
 

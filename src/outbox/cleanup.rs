@@ -33,7 +33,7 @@
 //! default 0.2 % share is followed by 2.5 s without it. Why a share and not a fixed gap: an
 //! order that arrives while cleanup holds the lock waits for it, so the fraction of orders that
 //! wait is about cleanup's share of lock time. Keep it well under 1 % and the order service's p99 does
-//! not see cleanup at all; spend more and cleanup catches up faster. (Measured in WRITEUP.md:
+//! not see cleanup at all; spend more and cleanup catches up faster. (Measured in docs/cleanup.md:
 //! dropped segments keep up with the write rate inside a tiny share; batched deletes of random
 //! ids, which cost a random index page per row, need a large one.)
 //!
@@ -170,7 +170,9 @@ pub fn run_paced(
         "batch_rows {} outside 1..={MAX_BATCH_ROWS}",
         config.batch_rows
     );
-    let cutoff_us = now_us - (config.retention_ms as i64) * 1000;
+    // Checked: an absurd retention saturates to "nothing is that old", never wraps into the
+    // future (which would delete every published row).
+    let cutoff_us = crate::clock::us_before(now_us, config.retention_ms);
     // Once per cleanup run (not per batch): the layout never changes under rows.
     if crate::outbox::Layout::of(conn)? == crate::outbox::Layout::Partitioned {
         drop_segments(conn, config, cutoff_us, stop, pacer)

@@ -19,6 +19,9 @@ pub mod schema;
 pub mod segments;
 pub mod write;
 
-pub use claim::{Claim, ClaimedRow, claim_batch, mark_published, unpublished_count};
+pub use claim::{
+    Claim, ClaimedRow, MAX_CLOCK_SKEW_MS, claim_batch, mark_published, release_unshipped,
+    unpublished_count,
+};
 pub use layout::Layout;
 pub use write::insert_event;

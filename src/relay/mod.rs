@@ -7,6 +7,7 @@
 //!     append  one write() per partition          (records grouped by partition, id order)
 //!             ── relay.after_append
 //!     sync    sync_data() per partition touched  (now the records survive power loss)
+//!             then publish each one's durable end (now consumers may read them)
 //!             ── relay.after_sync
 //!     mark    published_at_us, only where the lease is still mine
 //!     idle?   sleep poll_ms — or, with the doorbell, until orders.db-wal is written
@@ -23,6 +24,7 @@
 //! published whose record was not yet durable could vanish in a power cut — a lost event.
 
 mod cleanup;
+mod lock_watch;
 mod overlap;
 mod pass;
 
@@ -30,10 +32,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, LockWait};
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::wake::{Waiter, WakeMode};
 
 pub use cleanup::CleanupSchedule;
@@ -55,6 +57,9 @@ pub struct RelayConfig {
     /// Sync a batch while the next one is claimed and appended (see `overlap.rs`); syncs
     /// run on the syncer threads, in parallel, whatever `sync_in_parallel` says.
     pub overlap_sync: bool,
+    /// The longest a batch waits for a partition's append lock before its rows are left to
+    /// their lease and the pass moves on (never more than half the lease).
+    pub lock_wait_ms: u64,
 }
 
 impl Default for RelayConfig {
@@ -69,6 +74,9 @@ impl Default for RelayConfig {
             // (`bench relay` shows it several times faster than in turn at batch 100).
             sync_in_parallel: true,
             overlap_sync: false,
+            // A healthy append holds the lock for µs, but on a loaded machine its holder can be
+            // descheduled for 100s of ms; a full second is a frozen holder, not a slow one.
+            lock_wait_ms: 1_000,
         }
     }
 }
@@ -89,6 +97,8 @@ pub struct RelayTotals {
     pub mark_us: u64,
     /// fdatasync calls (one per partition touched per pass).
     pub syncs: u64,
+    /// Claimed rows not appended because their partition's append lock stayed busy.
+    pub unshipped: u64,
 }
 
 /// Totals of several relays (a benchmark's threads) add up field by field.
@@ -104,6 +114,7 @@ impl std::ops::AddAssign<&RelayTotals> for RelayTotals {
         self.sync_us += t.sync_us;
         self.mark_us += t.mark_us;
         self.syncs += t.syncs;
+        self.unshipped += t.unshipped;
     }
 }
 
@@ -119,6 +130,7 @@ impl RelayTotals {
         self.sync_us += report.sync_us;
         self.mark_us += report.mark_us;
         self.syncs += report.partitions_touched as u64;
+        self.unshipped += report.unshipped as u64;
     }
 }
 
@@ -138,6 +150,7 @@ pub struct Relay {
     /// Set by `with_cleanup`: the relay also removes old published rows.
     cleanup: Option<CleanupSchedule>,
     waiter: Waiter,
+    lock_watch: lock_watch::LockWatch,
 }
 
 impl Relay {
@@ -146,7 +159,8 @@ impl Relay {
         // NORMAL: a claim or mark lost to a power cut only means the rows get shipped again
         // (at-least-once absorbs it); the events themselves were committed FULL by the service.
         let conn = db::open(&dir.orders_db(), Synchronous::Normal)?;
-        let broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
+        let mut broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
+        recover_partitions(&mut broker, &config)?;
         // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
         let waiter = Waiter::open(config.wake, &dir.root, "orders.db-wal")?;
         let layout = crate::outbox::Layout::of(&conn)?;
@@ -161,6 +175,7 @@ impl Relay {
             incarnation: fastrand::u32(..),
             cleanup: None,
             waiter,
+            lock_watch: lock_watch::LockWatch::default(),
         })
     }
 
@@ -176,7 +191,7 @@ impl Relay {
             // Before the pass, never after: a commit after this either is claimed by the pass
             // or rings again, so no wake-up is lost between looking and waiting.
             self.waiter.clear()?;
-            let report = self.pass()?;
+            let report = self.pass_until(stop)?;
             self.cleanup_if_due(stop)?;
             if report.claimed + report.marked + report.fenced > 0 {
                 totals.add(&report);
@@ -205,4 +220,23 @@ impl Relay {
     pub fn unpublished_count(&self) -> Result<u64> {
         crate::outbox::unpublished_count(&self.conn, self.layout)
     }
+}
+
+/// A relay starting (perhaps after a crash or a power cut) recovers every partition: checks
+/// everything past the durable end, cuts at the first bad byte, syncs and publishes. Without
+/// this, records that survived a power cut past a durable end that came back older would stay
+/// unreadable until someone appended to that partition again. A partition whose append lock
+/// stays busy is skipped: its holder is alive and will sync and publish itself.
+fn recover_partitions(broker: &mut Broker, config: &RelayConfig) -> Result<()> {
+    let wait = LockWait {
+        max_wait_ms: config.lock_wait_ms,
+        stop: None,
+    };
+    for partition in 0..broker.partitions() {
+        match broker.recover_partition(partition, &wait) {
+            Ok(_) | Err(Error::LockBusy { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@
 //! unmarked, so it is shipped again (a copy more for the inbox, never a loss). An empty claim,
 //! or the relay stopping, waits for and marks the batch still in flight.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::broker::SyncInFlight;
@@ -28,6 +29,8 @@ use crate::relay::pass::{PassReport, micros};
 pub(super) struct InFlight {
     claim: Claim,
     pass_no: u64,
+    /// Rows of the claim released unappended (busy partitions): never marked.
+    unshipped: usize,
     sync: SyncInFlight,
 }
 
@@ -35,17 +38,19 @@ impl Relay {
     /// Claim and append the next batch while the previous one syncs; then wait for that sync,
     /// mark the previous batch, and start syncing this one. The report counts this pass's
     /// claim and the previous pass's marks.
-    pub(super) fn overlapped_pass(&mut self) -> Result<PassReport> {
+    pub(super) fn overlapped_pass(&mut self, stop: &AtomicBool) -> Result<PassReport> {
         let started = Instant::now();
         let claim = self.claim_next()?;
         let claimed_at = Instant::now();
-        let touched = match &claim {
-            Some(claim) => self.append(claim)?,
-            None => Vec::new(),
+        let shipped = match &claim {
+            Some(claim) => Some(self.append(claim, stop)?),
+            None => None,
         };
         let appended_at = Instant::now();
+        let (touched, unshipped) = shipped.map_or((Vec::new(), 0), |s| (s.touched, s.unshipped));
         let mut report = PassReport {
             claimed: claim.as_ref().map_or(0, |c| c.rows.len()),
+            unshipped,
             partitions_touched: touched.len(),
             claim_us: micros(claimed_at - started),
             append_us: micros(appended_at - claimed_at),
@@ -53,11 +58,16 @@ impl Relay {
         };
         self.finish_in_flight(&mut report)?;
         if let Some(claim) = claim {
+            if touched.is_empty() {
+                // Every partition was busy: nothing appended, nothing to sync or mark.
+                return Ok(report);
+            }
             let sync = self.broker.sync_begin(&touched)?;
             let pass_no = self.pass_no;
             self.in_flight = Some(InFlight {
                 claim,
                 pass_no,
+                unshipped,
                 sync,
             });
         }
@@ -74,7 +84,8 @@ impl Relay {
         self.broker.sync_wait(in_flight.sync)?;
         self.synced(in_flight.pass_no, &touched);
         let synced_at = Instant::now();
-        let (marked, fenced) = self.mark(&in_flight.claim, in_flight.pass_no)?;
+        let (marked, fenced) =
+            self.mark(&in_flight.claim, in_flight.unshipped, in_flight.pass_no)?;
         report.marked += marked;
         report.fenced += fenced;
         report.sync_us += micros(synced_at - waiting);

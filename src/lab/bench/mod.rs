@@ -15,7 +15,8 @@
 //!        ├─ inbox.rs     the inbox's size and sweep cost by event rate and retention
 //!        └─ (yours)      a module returning a `Report`, plus one variant in cli/bench.rs
 //!        ▼
-//!   Report ── emit ──▶ stdout: title, load average, build profile, Markdown tables, notes
+//!   Report ── emit ──▶ stdout: title, load average, build profile, Markdown tables (they paste
+//!                      into docs/performance.md), notes
 //!                └──▶ --json PATH (or `-` for stdout): the same numbers, machine-readable
 //! ```
 //!

@@ -238,7 +238,8 @@ fn poll(conn: &rusqlite::Connection, layout: outbox::Layout, batch: usize) -> Re
     let select = select_of(&claim_sql);
     let mut stmt = conn.prepare_cached(&select).ctx("preparing poll")?;
     let rows = stmt
-        .query_map(rusqlite::params![now_us(), batch as i64], |r| {
+        // No lease is "too far ahead" here (?3 = the clock-skew horizon): the plain poll.
+        .query_map(rusqlite::params![now_us(), batch as i64, i64::MAX], |r| {
             r.get::<_, i64>(0)
         })
         .ctx("polling")?
@@ -246,7 +247,8 @@ fn poll(conn: &rusqlite::Connection, layout: outbox::Layout, batch: usize) -> Re
     Ok(rows)
 }
 
-/// `UPDATE … WHERE id IN (SELECT … ?3 … LIMIT ?4) RETURNING …` ⟶ `SELECT … ?1 … LIMIT ?2`.
+/// `UPDATE … WHERE id IN (SELECT … ?3 … ?5 … LIMIT ?4) RETURNING …` ⟶
+/// `SELECT … ?1 … ?3 … LIMIT ?2`.
 fn select_of(claim_sql: &str) -> String {
     let start = claim_sql
         .find("SELECT o.id")
@@ -254,5 +256,7 @@ fn select_of(claim_sql: &str) -> String {
     let end = claim_sql
         .find("LIMIT ?4")
         .expect("claim ends its SELECT with LIMIT ?4");
-    format!("{} LIMIT ?2", &claim_sql[start..end]).replace("?3", "?1")
+    format!("{} LIMIT ?2", &claim_sql[start..end])
+        .replace("?3", "?1")
+        .replace("?5", "?3")
 }

@@ -1,278 +1,244 @@
-//! From the stores to a verdict. Each anomaly is defined once, here:
+//! From the facts to a verdict: one function per anomaly, each defined once, here.
 //!
-//! - **expected**: per order, its outbox rows (outbox mode) or one `OrderPlaced` identified by
-//!   (order id, request_id) (naive mode: there is no outbox row to name it).
-//! - **lost**: an expected event with no applied effect, that is not merely still pending
-//!   (unpublished in the outbox, or in the log beyond the consumer's offset).
-//! - **ghost**: a record whose event no committed order expects. In naive publish-first mode
-//!   its order id may belong to a *different* committed order: the request_id tells them apart.
-//! - **redelivered**: copies of an event in the log beyond the first, by cause; plus records
-//!   the consumer saw again after its own crash.
-//! - **applied twice**: an event id with more than one row in `effects`.
-//! - **out of order**: an order whose applied seqs, in apply order, are not 1, 2, 3…
-//! - **misplaced**: a record in a partition other than CRC-32(aggregate_id) mod partitions.
+//! - **expected**: per committed order, seqs `1..=last_seq`; seq 1 must be an `OrderPlaced`
+//!   carrying the order's own `request_id`. Nothing here comes from outbox rows: cleanup
+//!   deletes them.
+//! - **ghost**: a record no committed order expects — it names no order, a seq the order never
+//!   reached, or (seq 1) another request; or it is a second event for a seq that already has
+//!   one (the outbox row, while it exists, says which one is real; otherwise the first in the
+//!   log is).
+//! - **out of order in log**: an order whose expected events' first copies are not in seq order.
+//! - **aggregate split**: an order whose records sit in more than one partition.
+//! - **misplaced**: a record outside CRC-32(aggregate_id) mod partitions (counted per record,
+//!   by the log pass).
+//! - **applied twice**: an expected event with more than one effect row.
+//! - **unknown effect**: an effect row whose event is not in the log at all.
+//! - **out of order**: an order whose events, first applications in apply order, skip or go
+//!   back in seq.
+//! - **pending**: an expected event not applied that is still on its way (an unpublished outbox
+//!   row, or a copy past the consumer's committed offset); **lost**: one that is not.
+//! - **points mismatch**: a customer whose balance is not what the committed orders earn.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use crate::broker::partition_of;
-use crate::consumer::schema::Counter;
-use crate::lab::checker::load::Stores;
-use crate::lab::checker::{Duplicate, Ghost, LIST_DUPLICATES, Lost, Report};
+use crate::error::Result;
+use crate::lab::checker::consumer::EffectRow;
+use crate::lab::checker::facts::{BEYOND_OFFSET, FITS, Facts, GHOST, MULTI_PARTITION};
+use crate::lab::checker::keys::EventKey;
+use crate::lab::checker::orders::OrdersStore;
+use crate::lab::checker::{LIST_AT_MOST, Report};
 
-pub fn analyse(stores: &Stores, partitions: u32) -> Report {
-    let mut report = Report {
-        committed_orders: stores.orders.len() as u64,
-        ..Report::default()
-    };
+/// A lost event, before its names are looked up.
+pub struct LostAt {
+    pub order_index: usize,
+    pub seq: u32,
+    pub event: Option<EventKey>,
+    pub in_log: bool,
+}
 
-    // Expected events: event_id -> (aggregate, seq) for outbox rows.
-    let mut expected: HashMap<&str, (&str, i64)> = HashMap::new();
-    let mut outbox_aggregates: HashMap<&str, i64> = HashMap::new();
-    let mut pending_unpublished: HashSet<&str> = HashSet::new();
-    for row in &stores.outbox {
-        expected.insert(&row.event_id, (&row.aggregate_id, row.aggregate_seq));
-        *outbox_aggregates.entry(&row.aggregate_id).or_default() += 1;
-        if !row.published {
-            pending_unpublished.insert(&row.event_id);
-        }
-    }
-    // Naive orders (no outbox rows): their one event is named by (order id, request_id).
-    let mut naive_orders: HashMap<(String, &str), Option<String>> = HashMap::new();
-    for order in &stores.orders {
-        let aggregate_id = order.id.to_string();
-        match outbox_aggregates.get(aggregate_id.as_str()) {
-            Some(&rows) => {
-                // "No order without its event": every seq the order reached has its row.
-                if rows < order.last_seq {
-                    report.orders_missing_events += (order.last_seq - rows) as u64;
-                }
-            }
-            None => {
-                naive_orders.insert((aggregate_id, order.request_id.as_str()), None);
-            }
-        }
-    }
-    report.expected_events = expected.len() as u64 + naive_orders.len() as u64;
-
-    let order_requests: HashMap<String, &str> = stores
-        .orders
-        .iter()
-        .map(|o| (o.id.to_string(), o.request_id.as_str()))
+/// Mark every event no committed order expects as a ghost. Sorts the events by aggregate.
+pub fn ghosts(facts: &mut Facts, store: &dyn OrdersStore, report: &mut Report) -> Result<()> {
+    facts.sort_by_aggregate();
+    let contested: HashSet<(i64, u32)> = facts
+        .events
+        .chunk_by(|a, b| (a.aggregate, a.seq) == (b.aggregate, b.seq))
+        .filter(|group| group.iter().filter(|e| e.has(FITS)).count() > 1)
+        .map(|group| (group[0].aggregate, group[0].seq))
         .collect();
-    // Walk the log: match each record to an expected event, or call it a ghost.
-    report.records_in_log = stores.records.len() as u64;
-    report.torn_tail_bytes = stores.torn_tail_bytes;
-    let mut copies: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut ghost_ids: HashSet<&str> = HashSet::new();
-    let mut pending_in_log: HashSet<&str> = HashSet::new();
-    for record in &stores.records {
-        let event = &record.event;
-        if partition_of(&event.aggregate_id, partitions) != record.partition {
-            report.misplaced += 1;
-        }
-        let beyond_offset =
-            record.offset_bytes >= stores.consumer_offsets[record.partition as usize];
-        let is_expected = if expected.contains_key(event.event_id.as_str()) {
-            true
-        } else {
-            let request_id = event.payload["request_id"].as_str().unwrap_or("");
-            match naive_orders.get_mut(&(event.aggregate_id.clone(), request_id)) {
-                Some(slot @ None) => {
-                    *slot = Some(event.event_id.clone());
-                    true
-                }
-                Some(Some(first)) => *first == event.event_id,
-                None => false,
-            }
+    let outbox_says = outbox_event_ids(facts, store, &contested)?;
+    for group in facts
+        .events
+        .chunk_by_mut(|a, b| (a.aggregate, a.seq) == (b.aggregate, b.seq))
+    {
+        let real = match outbox_says.get(&(group[0].aggregate, group[0].seq)) {
+            Some(key) => group.iter().position(|e| e.has(FITS) && e.key == *key),
+            None => group.iter().position(|e| e.has(FITS)),
         };
-        if !is_expected {
-            if ghost_ids.insert(&event.event_id) {
-                report.ghost.push(Ghost {
-                    event_id: event.event_id.clone(),
-                    order_id: event.aggregate_id.clone(),
-                    request_id: event.payload["request_id"].as_str().map(str::to_string),
-                    order_belongs_to: order_requests
-                        .get(event.aggregate_id.as_str())
-                        .map(|r| r.to_string()),
-                    applied: false,
-                });
-            }
-            continue;
-        }
-        *copies.entry(&event.event_id).or_default() += 1;
-        if beyond_offset {
-            pending_in_log.insert(&event.event_id);
-        }
-    }
-    report.distinct_events_in_log = copies.len() as u64;
-    log_order(stores, &ghost_ids, &mut report);
-    for (event_id, n) in &copies {
-        if *n > 1 {
-            report.redelivered += n - 1;
-            let causes = redelivery_causes(stores, event_id, *n);
-            for cause in &causes {
-                *report
-                    .redelivered_by_cause
-                    .entry(cause.clone())
-                    .or_default() += 1;
-            }
-            if report.duplicated.len() < LIST_DUPLICATES {
-                report.duplicated.push(Duplicate {
-                    event_id: event_id.to_string(),
-                    copies: *n,
-                    causes,
-                });
+        for (i, event) in group.iter_mut().enumerate() {
+            if Some(i) != real {
+                event.flags |= GHOST;
+                report.ghost_count += 1;
             }
         }
     }
-    let log_duplicates_seen = report.redelivered;
-    let skipped = *stores
-        .counters
-        .get(Counter::SkippedDuplicate.name())
-        .unwrap_or(&0) as u64;
-    report.consumer_skipped_duplicates = skipped;
-    let counter = |c: Counter| *stores.counters.get(c.name()).unwrap_or(&0) as u64;
-    report.consumer_dropped_by_seq_guard = counter(Counter::DroppedBySeqGuard);
-    report.consumer_too_old_for_inbox = counter(Counter::TooOldForInbox);
-    report.inbox_swept = counter(Counter::InboxSwept);
-    report.consumer_seq_gaps = counter(Counter::SeqGap);
-    report.consumer_redeliveries = skipped.saturating_sub(log_duplicates_seen);
+    Ok(())
+}
 
-    analyse_effects(stores, &mut report, &ghost_ids);
+/// For seqs claimed by several events: the event id the outbox gave that seq, if its row is
+/// still there. One scan of the outbox, and only when some seq is contested.
+fn outbox_event_ids(
+    facts: &mut Facts,
+    store: &dyn OrdersStore,
+    contested: &HashSet<(i64, u32)>,
+) -> Result<HashMap<(i64, u32), EventKey>> {
+    let mut out = HashMap::new();
+    if contested.is_empty() {
+        return Ok(out);
+    }
+    let keys = &mut facts.keys;
+    store.each_outbox_row(false, &mut |row| {
+        let seq = u32::try_from(row.aggregate_seq).unwrap_or(0);
+        let at = (keys.aggregate(row.aggregate_id), seq);
+        if contested.contains(&at) {
+            out.insert(at, keys.event(row.event_id));
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
 
-    // Lost (or merely pending) expected events.
-    let applied: HashSet<&str> = stores.effects.iter().map(|e| e.event_id.as_str()).collect();
-    let order_by_id: HashMap<String, &crate::lab::checker::load::OrderRow> = stores
-        .orders
-        .iter()
-        .map(|o| (o.id.to_string(), o))
+/// Per order, in the log: expected events' first copies in seq order, all in one partition.
+/// The events must be sorted by aggregate.
+pub fn log_order(facts: &Facts, report: &mut Report) {
+    for events in facts.events.chunk_by(|a, b| a.aggregate == b.aggregate) {
+        let mut expected = events.iter().filter(|e| e.expected());
+        let out_of_order = expected
+            .clone()
+            .zip(expected.by_ref().skip(1))
+            // Positions compare within one partition only; across two, the split says it.
+            .any(|(a, b)| a.partition() == b.partition() && a.pos > b.pos);
+        if out_of_order {
+            report.log_out_of_order += 1;
+        }
+        let first = events[0].partition();
+        if events
+            .iter()
+            .any(|e| e.has(MULTI_PARTITION) || e.partition() != first)
+        {
+            report.aggregates_split += 1;
+        }
+    }
+}
+
+/// One effect row, in apply order. The events must be sorted by key.
+pub fn effect(facts: &mut Facts, row: &EffectRow<'_>, report: &mut Report) {
+    let index = facts
+        .keys
+        .known_event(row.event_id)
+        .and_then(|key| facts.event_index(key));
+    // An effect must name an event in the log, and that event's own order and seq.
+    let matches = |i: usize| {
+        let event = &facts.events[i];
+        facts.keys.known_aggregate(row.aggregate_id) == Some(event.aggregate)
+            && i64::from(event.seq) == row.aggregate_seq
+    };
+    let Some(index) = index.filter(|i| matches(*i)) else {
+        unknown_effect(row, report);
+        return;
+    };
+    let event = &mut facts.events[index];
+    event.applied = event.applied.saturating_add(1);
+    if event.applied == 1 && event.expected() {
+        let (aggregate, seq) = (event.aggregate, event.seq);
+        apply_order(facts, aggregate, seq);
+    }
+}
+
+/// An effect of an event that is not in the log: nobody published it, yet points moved.
+fn unknown_effect(row: &EffectRow<'_>, report: &mut Report) {
+    report.unknown_effects += 1;
+    if report.unknown_effect_ids.len() < LIST_AT_MOST {
+        report.unknown_effect_ids.push(row.event_id.to_string());
+    }
+}
+
+/// The first application of an order's event must carry the next seq.
+fn apply_order(facts: &mut Facts, aggregate: i64, seq: u32) {
+    let index = facts
+        .order_index(aggregate)
+        .expect("an expected event names a committed order");
+    let order = &mut facts.orders[index];
+    if seq != order.applied_upto.saturating_add(1) {
+        order.out_of_order = true;
+    }
+    order.applied_upto = seq;
+}
+
+/// Applied once / twice, ghosts applied, orders applied out of order: after the effects pass.
+pub fn applications(facts: &Facts, report: &mut Report) {
+    for event in &facts.events {
+        match (event.expected(), event.applied) {
+            (_, 0) => {}
+            (true, 1) => report.applied_once += 1,
+            (true, _) => report.applied_twice += 1,
+            (false, _) => report.ghost_applied += 1,
+        }
+        if event.expected() {
+            report.distinct_events_in_log += 1;
+        }
+    }
+    report.out_of_order = facts.orders.iter().filter(|o| o.out_of_order).count() as u64;
+}
+
+/// Every expected seq of every committed order: applied, pending or lost. Sorts the events by
+/// aggregate; `unpublished` is sorted.
+pub fn lost_and_pending(
+    facts: &mut Facts,
+    unpublished: &[(i64, u32)],
+    report: &mut Report,
+) -> Vec<LostAt> {
+    facts.sort_by_aggregate();
+    let mut lost = Vec::new();
+    let mut cursor = 0;
+    let events = &facts.events;
+    for (order_index, order) in facts.orders.iter().enumerate() {
+        report.expected_events += u64::from(order.last_seq);
+        for seq in 1..=order.last_seq {
+            while cursor < events.len()
+                && (events[cursor].aggregate, events[cursor].seq) < (order.key, seq)
+            {
+                cursor += 1;
+            }
+            let found = events[cursor..]
+                .iter()
+                .take_while(|e| (e.aggregate, e.seq) == (order.key, seq))
+                .find(|e| e.expected());
+            let on_its_way = unpublished.binary_search(&(order.key, seq)).is_ok()
+                || found.is_some_and(|e| e.has(BEYOND_OFFSET));
+            match found {
+                Some(event) if event.applied > 0 => {}
+                _ if on_its_way => report.pending += 1,
+                _ => {
+                    report.lost_count += 1;
+                    if lost.len() < LIST_AT_MOST {
+                        lost.push(LostAt {
+                            order_index,
+                            seq,
+                            event: found.map(|e| e.key),
+                            in_log: found.is_some(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    lost
+}
+
+/// The balance anyone can see, customer by customer, against what the orders earn.
+pub fn points(facts: &Facts, actual: &HashMap<u64, i64>, report: &mut Report) {
+    report.points_expected = facts.points_by_customer.values().sum();
+    report.points_actual = actual.values().sum();
+    let customers: HashSet<&u64> = facts
+        .points_by_customer
+        .keys()
+        .chain(actual.keys())
         .collect();
-    let mut lost = |order_id: &str, event_id: Option<&str>, seq: i64, in_log: bool| {
-        let order = order_by_id.get(order_id);
-        report.lost.push(Lost {
-            order_id: order_id.to_string(),
-            request_id: order.map(|o| o.request_id.clone()),
-            aggregate_seq: seq,
-            event_id: event_id.map(str::to_string),
-            in_log,
-        });
-    };
-    for (event_id, (aggregate_id, seq)) in &expected {
-        if applied.contains(event_id) {
-            continue;
-        }
-        if pending_unpublished.contains(event_id) || pending_in_log.contains(event_id) {
-            report.pending += 1;
-        } else {
-            lost(
-                aggregate_id,
-                Some(event_id),
-                *seq,
-                copies.contains_key(event_id),
-            );
-        }
-    }
-    for ((aggregate_id, _request_id), event_id) in &naive_orders {
-        match event_id {
-            Some(id) if applied.contains(id.as_str()) => {}
-            Some(id) if pending_in_log.contains(id.as_str()) => report.pending += 1,
-            Some(id) => lost(aggregate_id, Some(id), 1, true),
-            None => lost(aggregate_id, None, 1, false),
-        }
-    }
-    report.lost.sort_by(|a, b| {
-        a.order_id
-            .parse::<i64>()
-            .ok()
-            .cmp(&b.order_id.parse::<i64>().ok())
-    });
-    report.lost_count = report.lost.len() as u64 + report.orders_missing_events;
-    report.ghost_count = report.ghost.len() as u64;
-
-    // The balance anyone can see, against what the committed orders say it should be.
-    let mut expected_points: HashMap<&str, i64> = HashMap::new();
-    for order in &stores.orders {
-        *expected_points.entry(&order.customer).or_default() += order.amount_cents / 100;
-    }
-    let actual: i64 = stores.points.values().sum();
-    report.points_expected = expected_points.values().sum();
-    report.points_actual = actual;
-    report
-}
-
-/// Per aggregate, in log order: first copies must carry seqs 1, 2, 3…, all in one partition.
-fn log_order(stores: &Stores, ghost_ids: &HashSet<&str>, report: &mut Report) {
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut seqs: HashMap<&str, Vec<i64>> = HashMap::new();
-    let mut partitions: HashMap<&str, HashSet<u32>> = HashMap::new();
-    for record in &stores.records {
-        let event = &record.event;
-        partitions
-            .entry(&event.aggregate_id)
-            .or_default()
-            .insert(record.partition);
-        if ghost_ids.contains(event.event_id.as_str()) || !seen.insert(&event.event_id) {
-            continue;
-        }
-        seqs.entry(&event.aggregate_id)
-            .or_default()
-            .push(event.aggregate_seq);
-    }
-    report.log_out_of_order = seqs
-        .values()
-        .filter(|s| s.iter().enumerate().any(|(i, seq)| *seq != i as i64 + 1))
-        .count() as u64;
-    report.aggregates_split = partitions.values().filter(|p| p.len() > 1).count() as u64;
-}
-
-/// Effects: applied once / twice, ghosts applied, per-aggregate order.
-fn analyse_effects(stores: &Stores, report: &mut Report, ghost_ids: &HashSet<&str>) {
-    let mut applications: HashMap<&str, u64> = HashMap::new();
-    let mut seqs_by_aggregate: HashMap<&str, Vec<i64>> = HashMap::new();
-    for effect in &stores.effects {
-        let n = applications.entry(&effect.event_id).or_default();
-        *n += 1;
-        if ghost_ids.contains(effect.event_id.as_str()) || *n > 1 {
-            continue; // a ghost has no place in its order's sequence; a repeat is counted apart
-        }
-        seqs_by_aggregate
-            .entry(&effect.aggregate_id)
-            .or_default()
-            .push(effect.aggregate_seq);
-    }
-    for (event_id, n) in &applications {
-        if ghost_ids.contains(event_id) {
-            report.ghost_applied += 1;
-        } else if *n == 1 {
-            report.applied_once += 1;
-        } else {
-            report.applied_twice += 1;
-        }
-    }
-    for ghost in &mut report.ghost {
-        ghost.applied = applications.contains_key(ghost.event_id.as_str());
-    }
-    for seqs in seqs_by_aggregate.values() {
-        if seqs.iter().enumerate().any(|(i, seq)| *seq != i as i64 + 1) {
-            report.out_of_order += 1;
-        }
-    }
-}
-
-/// Why an event has `copies` records: for each extra copy, the crash point of the process
-/// that appended the earlier copy (from trace.jsonl), or "lease lost" if it did not crash.
-fn redelivery_causes(stores: &Stores, event_id: &str, copies: u64) -> Vec<String> {
-    let extra = (copies - 1) as usize;
-    let Some(pids) = stores.appenders.get(event_id) else {
-        return vec!["unknown (no trace)".to_string(); extra];
-    };
-    (0..extra)
-        .map(|i| match pids.get(i) {
-            Some(pid) => match stores.crashes_by_pid.get(pid) {
-                Some(point) => format!("crash at {point}"),
-                None => "lease lost without a crash (zombie relay)".to_string(),
-            },
-            None => "unknown (trace incomplete)".to_string(),
+    report.points_mismatched_customers = customers
+        .into_iter()
+        .filter(|c| {
+            facts.points_by_customer.get(c).copied().unwrap_or(0)
+                != actual.get(c).copied().unwrap_or(0)
         })
-        .collect()
+        .count() as u64;
+}
+
+/// Expected events with more than one copy in the log: how many extra copies in all.
+pub fn duplicated(facts: &Facts, report: &mut Report) -> HashSet<EventKey> {
+    let mut keys = HashSet::new();
+    for event in facts.events.iter().filter(|e| e.expected() && e.copies > 1) {
+        report.redelivered += u64::from(event.copies) - 1;
+        keys.insert(event.key);
+    }
+    keys
 }

@@ -91,12 +91,17 @@ pub fn text(r: &Report) -> String {
     );
     line("torn tail bytes", r.torn_tail_bytes.to_string(), false);
     line(
+        "effects of unknown events",
+        r.unknown_effects.to_string(),
+        r.unknown_effects > 0,
+    );
+    line(
         "points balance",
         format!(
-            "{} (committed orders say {})",
-            r.points_actual, r.points_expected
+            "{} (committed orders say {}; {} customers off)",
+            r.points_actual, r.points_expected, r.points_mismatched_customers
         ),
-        r.points_actual != r.points_expected,
+        !r.points_balanced(),
     );
     for lost in r.lost.iter().take(LIST_AT_MOST) {
         let _ = writeln!(
@@ -130,7 +135,14 @@ pub fn text(r: &Report) -> String {
             }
         );
     }
-    let hidden = (r.lost.len() + r.ghost.len()).saturating_sub(2 * LIST_AT_MOST);
+    for event_id in r.unknown_effect_ids.iter().take(LIST_AT_MOST) {
+        let _ = writeln!(
+            out,
+            "  UNKNOWN effect of event {event_id}: no such event in the log (or not of the order and seq it names)"
+        );
+    }
+    let listed = r.lost.len().min(LIST_AT_MOST) + r.ghost.len().min(LIST_AT_MOST);
+    let hidden = (r.lost_count + r.ghost_count).saturating_sub(listed as u64);
     if hidden > 0 {
         let _ = writeln!(out, "  … and more (see --json)");
     }

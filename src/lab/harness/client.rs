@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::error::{Context, Error, Result};
-use crate::lab::harness::Fired;
 use crate::lab::harness::child::{self, Child, Ended, Spec};
 use crate::lab::harness::schedule::Schedule;
+use crate::lab::harness::{Fired, Started};
 use crate::order::{Mode, OrderRequest};
 
 pub struct Client {
@@ -27,6 +27,8 @@ pub struct Client {
     next_crash: usize,
     crashes: Vec<(crate::crashpoint::Point, u64)>,
     pub incarnations: u32,
+    /// Every incarnation started, for the timeline.
+    pub started: Vec<Started>,
     child: Option<Child>,
 }
 
@@ -42,6 +44,7 @@ impl Client {
             next_crash: 0,
             crashes: schedule.client.clone(),
             incarnations: 0,
+            started: Vec::new(),
             child: None,
         }
     }
@@ -80,7 +83,12 @@ impl Client {
             stdin: Some(&input),
             capture_stdout: true,
         };
-        self.child = Some(child::spawn(logs, spec)?);
+        let child = child::spawn(logs, spec)?;
+        self.started.push(Started {
+            name: child.name.clone(),
+            pid: child.pid(),
+        });
+        self.child = Some(child);
         Ok(())
     }
 
@@ -96,7 +104,7 @@ impl Client {
         self.take_replies(&mut child)?;
         match ended {
             Ended::Crashed => {
-                fired.push(Fired::of(&child));
+                fired.push(self.fired(&child));
                 // It died at its scheduled passage. Counted from the schedule, not from the
                 // replies: a group commit's orders pass the point before any of them is
                 // answered, so the replies undercount the passages.
@@ -122,6 +130,24 @@ impl Client {
         }
     }
 
+    /// A power cut: the order service dies now (SIGKILL), what it answered is kept, the rest is
+    /// sent again by a new incarnation (retries of committed orders are answered `duplicate`).
+    /// A client that had already died of its armed crash counts as that crash.
+    pub fn power_cut(&mut self, logs: &Path, fired: &mut Vec<Fired>) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(()); // done: every order answered
+        };
+        if child.try_ended()?.is_some() {
+            return self.poll(logs, fired).map(|_| ()); // ended on its own: the usual path
+        }
+        let _ = child.signal(libc::SIGKILL);
+        child.wait_ended()?;
+        let mut child = self.child.take().expect("checked above");
+        self.take_replies(&mut child)?;
+        self.requeue_unanswered();
+        self.start(logs)
+    }
+
     fn take_replies(&mut self, child: &mut Child) -> Result<()> {
         for line in child.stdout_lines() {
             let reply: serde_json::Value = serde_json::from_str(&line)
@@ -138,6 +164,22 @@ impl Client {
                 .insert(reply["request_id"].as_str().unwrap_or_default().to_string());
         }
         Ok(())
+    }
+
+    /// The crash as the run counts it: `point@N` with N the placement over the whole run (the
+    /// numbering `--crash` takes), and the request that was in flight.
+    fn fired(&self, child: &Child) -> Fired {
+        let (point, at) = &self.crashes[self.next_crash];
+        let in_flight = self
+            .queue
+            .iter()
+            .map(|&i| &self.orders[i].request_id)
+            .find(|rid| !self.replied.contains(*rid));
+        Fired {
+            request_id: in_flight.cloned(),
+            point: format!("{point}@{at}"),
+            ..Fired::of(child)
+        }
     }
 
     /// Keep the unanswered orders; the one in flight at the crash goes to the back.

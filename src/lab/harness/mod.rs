@@ -16,6 +16,8 @@
 
 pub(crate) mod child;
 mod client;
+pub mod consequence;
+pub mod power;
 pub(crate) mod restarter;
 pub mod schedule;
 pub mod story;
@@ -48,6 +50,9 @@ pub struct Scenario {
     pub relays: usize,
     pub relay_batch: usize,
     pub lease_ms: u64,
+    /// Power cuts while orders are placed: every process dies at once and the logs' un-synced
+    /// tails are damaged (see [`power`]); then all restart.
+    pub power_cuts: usize,
     /// Replace the seeded schedule with these `point@hit`s.
     pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
 }
@@ -64,6 +69,7 @@ impl Scenario {
             relays: 1,
             relay_batch: 10,
             lease_ms: 300,
+            power_cuts: 0,
             explicit: None,
         }
     }
@@ -74,7 +80,11 @@ impl Scenario {
 pub struct Fired {
     pub child: String,
     pub pid: u32,
+    /// `point@hit`, numbered as `--crash` takes it: the client's hit counts placements over the
+    /// whole run; a relay's or consumer's counts passes of the incarnation it was handed to.
     pub point: String,
+    /// The client's request in flight when it died (client crashes only).
+    pub request_id: Option<String>,
 }
 
 impl Fired {
@@ -83,8 +93,17 @@ impl Fired {
             child: child.name.clone(),
             pid: child.pid(),
             point: child.armed.clone().unwrap_or_else(|| "(unarmed!)".into()),
+            request_id: None,
         }
     }
+}
+
+/// One process the harness started: a lane of the run's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    /// `client.2`, `relay-0.3` (slot 0, 3rd start), `consumer-0.1`.
+    pub name: String,
+    pub pid: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,7 +116,11 @@ pub struct Outcome {
     pub fired: Vec<Fired>,
     /// Scheduled crashes whose moment never came (too little work left).
     pub unfired: Vec<String>,
+    /// Every process started, in start order (crashed or not).
+    pub processes: Vec<Started>,
     pub client_incarnations: u32,
+    /// What each power cut did, in order.
+    pub power_cuts: Vec<power::PowerCutReport>,
     pub wall_ms: u64,
     pub report: Report,
 }
@@ -117,6 +140,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         std::fs::remove_dir_all(&s.dir).ctx(format!("clearing {}", s.dir.display()))?;
     }
     let data = DataDir::init(&s.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    crate::lab::rundir::mark(&s.dir)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let schedule = match &s.explicit {
@@ -144,8 +168,25 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(POLL_MS));
         Ok(())
     };
+    let mut cuts = power::CutSchedule::from_seed(s.seed, s.orders, s.power_cuts);
+    let mut power_cuts = Vec::new();
     // Phase 1: everything runs and crashes concurrently until every order has its reply.
     loop {
+        if cuts.due(&data)? {
+            // Every process of the run dies at once, then the files lose what was not synced.
+            client.power_cut(&logs, &mut fired)?;
+            let relay_slots = match relays.as_mut() {
+                Some(relays) => relays.kill_all(&mut fired)?,
+                None => Vec::new(),
+            };
+            let consumer_slots = consumer.kill_all(&mut fired)?;
+            power_cuts.push(power::power_cut(&data, &mut cuts.rng)?);
+            if let Some(relays) = relays.as_mut() {
+                relays.restart_after_cut(&relay_slots, &logs)?;
+            }
+            consumer.restart_after_cut(&consumer_slots, &logs)?;
+            continue;
+        }
         let done = client.poll(&logs, &mut fired)?;
         if let Some(relays) = relays.as_mut() {
             relays.poll(&logs, &mut fired)?;
@@ -170,6 +211,9 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         step("draining the log")?;
     }
 
+    let mut processes = client.started.clone();
+    processes.extend(relays.iter().flat_map(|r| r.started.iter().cloned()));
+    processes.extend(consumer.started.iter().cloned());
     let mut unfired: Vec<String> = relays
         .map(|r| r.crashes.into_iter().collect())
         .unwrap_or_default();
@@ -183,7 +227,9 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         schedule,
         fired,
         unfired,
+        processes,
         client_incarnations: client.incarnations,
+        power_cuts,
         wall_ms: started.elapsed().as_millis() as u64,
         report,
     })

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::lab::harness::Fired;
 use crate::lab::harness::child::{self, Child, Ended, Spec};
+use crate::lab::harness::{Fired, Started};
 
 pub struct Restarter {
     /// "relay" or "consumer": names children `relay-0.3` (slot 0, 3rd start).
@@ -17,6 +17,8 @@ pub struct Restarter {
     pub crashes: VecDeque<String>,
     args: Box<dyn Fn(usize, bool) -> Vec<String>>,
     running: Vec<Option<Child>>,
+    /// Every process started, for the timeline.
+    pub started: Vec<Started>,
     starts: u32,
     draining: bool,
 }
@@ -36,6 +38,7 @@ impl Restarter {
             crashes,
             args: Box::new(args),
             running,
+            started: Vec::new(),
             starts: 0,
             draining: false,
         }
@@ -60,7 +63,12 @@ impl Restarter {
             stdin: None,
             capture_stdout: false,
         };
-        self.running[slot] = Some(child::spawn(logs, spec)?);
+        let child = child::spawn(logs, spec)?;
+        self.started.push(Started {
+            name: child.name.clone(),
+            pid: child.pid(),
+        });
+        self.running[slot] = Some(child);
         Ok(())
     }
 
@@ -103,6 +111,43 @@ impl Restarter {
             Ended::Done => self.start(slot, logs),
             Ended::Failed(why) => Err(Error::Input(format!("lab child failed: {why}"))),
         }
+    }
+
+    /// A power cut: every running child dies now (SIGKILL). A child that had already died of
+    /// its own armed crash counts as that crash; the others hand their unfired crash back.
+    /// Call [`Restarter::restart_after_cut`] once the files have been cut.
+    pub fn kill_all(&mut self, fired: &mut Vec<Fired>) -> Result<Vec<usize>> {
+        let mut killed = Vec::new();
+        for slot in 0..self.running.len() {
+            let Some(mut child) = self.running[slot].take() else {
+                continue;
+            };
+            let ended = match child.try_ended()? {
+                Some(ended) => ended,
+                None => {
+                    let _ = child.signal(libc::SIGKILL); // it may die of its own crash first
+                    child.wait_ended()?;
+                    if let Some(point) = child.armed.clone() {
+                        self.crashes.push_front(point);
+                    }
+                    killed.push(slot);
+                    continue;
+                }
+            };
+            match ended {
+                Ended::Crashed => fired.push(Fired::of(&child)),
+                Ended::Done if self.draining => continue, // finished: nothing to restart
+                Ended::Done => {}
+                Ended::Failed(why) => return Err(Error::Input(format!("lab child failed: {why}"))),
+            }
+            killed.push(slot);
+        }
+        Ok(killed)
+    }
+
+    /// Start again the slots [`Restarter::kill_all`] emptied.
+    pub fn restart_after_cut(&mut self, slots: &[usize], logs: &Path) -> Result<()> {
+        slots.iter().try_for_each(|slot| self.start(*slot, logs))
     }
 
     /// Stop the steady-state children and start the self-terminating round.

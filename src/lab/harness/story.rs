@@ -26,26 +26,76 @@ pub enum Needle<'a> {
     Request(&'a str),
 }
 
-fn names(line: &Value, needle: Needle<'_>) -> bool {
-    match needle {
-        Needle::Event(id) => {
-            line["event_id"] == id
-                || line["event_ids"]
-                    .as_array()
-                    .is_some_and(|ids| ids.iter().any(|v| v == id))
+/// What the story follows: the request (if any) and every event id it led to. A request is
+/// followed through its order's events: `placed` names them, and from there on relays and the
+/// consumer name only the event.
+struct Follow<'a> {
+    request: Option<&'a str>,
+    events: HashSet<&'a str>,
+}
+
+impl<'a> Follow<'a> {
+    fn new(lines: &'a [Value], needle: Needle<'a>) -> Follow<'a> {
+        match needle {
+            Needle::Event(id) => Follow {
+                request: None,
+                events: HashSet::from([id]),
+            },
+            Needle::Request(rid) => {
+                let mine = |l: &&Value| l["request_id"] == rid;
+                // The order the request placed (outbox mode: a `placed` line names both), and
+                // so its later events too (paid, shipped), whose `placed` lines name the order
+                // only. A naive `committed` line is not used: a rolled-back naive order id is
+                // handed out again, and following it would pull in a ghost's events.
+                let orders: HashSet<i64> = lines
+                    .iter()
+                    .filter(mine)
+                    .filter(|l| Ev::of_line(l) == Some(Ev::Placed))
+                    .filter_map(|l| l["order_id"].as_i64())
+                    .collect();
+                let of_order = |l: &&Value| {
+                    Ev::of_line(l) == Some(Ev::Placed)
+                        && l["order_id"].as_i64().is_some_and(|o| orders.contains(&o))
+                };
+                Follow {
+                    request: Some(rid),
+                    events: lines
+                        .iter()
+                        .filter(|l| mine(l) || of_order(l))
+                        .filter_map(|l| l["event_id"].as_str())
+                        .collect(),
+                }
+            }
         }
-        Needle::Request(rid) => line["request_id"] == rid,
     }
+
+    fn names(&self, line: &Value) -> bool {
+        let event = |v: &Value| v.as_str().is_some_and(|id| self.events.contains(id));
+        self.request.is_some_and(|rid| line["request_id"] == rid)
+            || event(&line["event_id"])
+            || line["event_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(event))
+    }
+}
+
+/// Every line of `dir/trace.jsonl`, parsed (a line a crash cut short is skipped), in time
+/// order: processes append concurrently, so file order can put a line a little late.
+pub fn load(dir: &Path) -> Result<Vec<Value>> {
+    let path = dir.join("trace.jsonl");
+    let text = std::fs::read_to_string(&path).ctx(format!("reading {}", path.display()))?;
+    let mut lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    lines.sort_by_key(|l| l["t_us"].as_i64().unwrap_or(i64::MIN));
+    Ok(lines)
 }
 
 /// The story as printable lines, times relative to the trace's first line.
 pub fn story(dir: &Path, needle: Needle<'_>) -> Result<Vec<String>> {
-    let path = dir.join("trace.jsonl");
-    let text = std::fs::read_to_string(&path).ctx(format!("reading {}", path.display()))?;
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = load(dir)?;
+    let follow = Follow::new(&lines, needle);
     let Some(t0_us) = lines.iter().filter_map(|l| l["t_us"].as_i64()).min() else {
         return Ok(Vec::new());
     };
@@ -59,7 +109,7 @@ pub fn story(dir: &Path, needle: Needle<'_>) -> Result<Vec<String>> {
         let same_pass = line["pass"]
             .as_u64()
             .is_some_and(|p| passes.contains(&(pid, p)));
-        let relevant = if names(line, needle) {
+        let relevant = if follow.names(line) {
             open.insert(pid);
             if let Some(pass) = line["pass"].as_u64() {
                 passes.insert((pid, pass));
@@ -89,6 +139,12 @@ fn render(line: &Value, t0_us: i64) -> String {
     }
     if let Some(order) = field("order_id") {
         details.push(format!("order {order}"));
+    }
+    if let Some(kind) = field("event_type").and_then(Value::as_str) {
+        details.push(format!(
+            "{kind} (seq {})",
+            field("aggregate_seq").unwrap_or(&Value::Null)
+        ));
     }
     if let Some(pass) = field("pass") {
         details.push(format!("pass {pass}"));

@@ -24,12 +24,20 @@ use crate::error::{Context, Result};
 use crate::outbox::claim::{Claim, ClaimedRow, claimed_row};
 use crate::outbox::segments::{live_segments, segment_rows_of, table};
 
+/// The times one claim runs by, all on the claimer's clock (see `outbox::claim`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTimes {
+    pub lease_until_us: i64,
+    pub now_us: i64,
+    /// A lease ending after this is further ahead than any sane clock could grant: expired.
+    pub skew_horizon_us: i64,
+}
+
 /// Claim up to `batch` rows across the active segments, oldest first.
 pub fn claim_rows(
     tx: &Transaction<'_>,
     token: &str,
-    lease_until_us: i64,
-    now_us: i64,
+    at: &ClaimTimes,
     batch: usize,
 ) -> Result<Vec<ClaimedRow>> {
     let active = active_segments(tx)?;
@@ -44,7 +52,13 @@ pub fn claim_rows(
             .prepare_cached(&sql)
             .ctx("preparing segment claim")?
             .query_map(
-                params![token, lease_until_us, now_us, remaining as i64],
+                params![
+                    token,
+                    at.lease_until_us,
+                    at.now_us,
+                    remaining as i64,
+                    at.skew_horizon_us
+                ],
                 claimed_row,
             )
             .ctx(format!("claiming from {}", table(*seg)))?
@@ -81,7 +95,8 @@ pub fn claim_sql(seg: i64, active_up_to_seg: &[i64]) -> String {
           WHERE id IN (
                 SELECT o.id FROM {t} AS o INDEXED BY {t}_unpublished
                  WHERE o.published_at_us IS NULL
-                   AND (o.lease_until_us IS NULL OR o.lease_until_us <= ?3)
+                   AND (o.lease_until_us IS NULL OR o.lease_until_us <= ?3
+                        OR o.lease_until_us > ?5)
                    AND (o.aggregate_seq = 1 OR (1 {}))
                  ORDER BY o.id
                  LIMIT ?4)
@@ -140,6 +155,29 @@ pub fn mark_rows(tx: &Transaction<'_>, claim: &Claim, now_us: i64) -> Result<usi
         }
     }
     Ok(marked)
+}
+
+/// Clear this claim's token from `ids` (see `outbox::claim::release_unshipped`).
+pub fn release_rows(tx: &Transaction<'_>, token: &str, ids: &[i64]) -> Result<usize> {
+    let segment_rows = segment_rows_of(tx)?;
+    let live = live_segments(tx)?;
+    let mut released = 0;
+    for id in ids {
+        let seg = (id - 1) / segment_rows;
+        if !live.contains(&seg) {
+            continue; // published and cleaned by someone else meanwhile
+        }
+        let sql = format!(
+            "UPDATE {} SET lease_owner = NULL WHERE id = ?1 AND lease_owner = ?2",
+            table(seg)
+        );
+        released += tx
+            .prepare_cached(&sql)
+            .ctx("preparing segment release")?
+            .execute(params![id, token])
+            .ctx("releasing unshipped rows")?;
+    }
+    Ok(released)
 }
 
 /// Unpublished rows (leased or not) over all live segments.

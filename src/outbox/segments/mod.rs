@@ -37,7 +37,9 @@
 
 mod claim;
 
-pub use claim::{active_segments, claim_rows, claim_sql, mark_rows, unpublished_count};
+pub use claim::{
+    ClaimTimes, active_segments, claim_rows, claim_sql, mark_rows, release_rows, unpublished_count,
+};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
