@@ -29,6 +29,8 @@ pub enum Ev {
     Applied,
     SkippedDuplicate,
     DroppedBySeqGuard,
+    /// Held back by the consumer: refused by a rule, or behind a refused event of its order.
+    Parked,
     /// A process died at an armed crash point (`point` field).
     Crash,
     Paused,
@@ -41,7 +43,7 @@ pub enum Ev {
 }
 
 impl Ev {
-    pub const ALL: [Ev; 16] = [
+    pub const ALL: [Ev; 17] = [
         Ev::Placed,
         Ev::Committed,
         Ev::Claimed,
@@ -51,6 +53,7 @@ impl Ev {
         Ev::Applied,
         Ev::SkippedDuplicate,
         Ev::DroppedBySeqGuard,
+        Ev::Parked,
         Ev::Crash,
         Ev::Paused,
         Ev::Resumed,
@@ -71,6 +74,7 @@ impl Ev {
             Ev::Applied => "applied",
             Ev::SkippedDuplicate => "skipped_duplicate",
             Ev::DroppedBySeqGuard => "dropped_by_seq_guard",
+            Ev::Parked => "parked",
             Ev::Crash => "crash",
             Ev::Paused => "paused",
             Ev::Resumed => "resumed",

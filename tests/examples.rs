@@ -118,7 +118,11 @@ fn outbox_example_loses_nothing_and_absorbs_redeliveries() {
     let copies: u64 = row(&out, "redelivered: log copies")[2].parse().unwrap();
     assert!(copies >= 1, "the relay really delivered something twice");
     assert_eq!(row(&out, "verdict"), vec!["FAILED", "FAILED", "OK"]);
-    assert!(out.contains("delivered twice, applied once"));
+    assert!(
+        out.contains("delivered twice, applied once")
+            || out.contains(" times, applied once: every later copy"),
+        "{out}"
+    );
     assert!(
         out.contains("skipped_duplicate"),
         "the story shows the inbox skipping the copy"

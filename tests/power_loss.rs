@@ -163,7 +163,7 @@ fn garbage_tail_is_cut_at_the_durable_end() {
     );
 }
 
-/// Section one of the power-loss story, exactly: A and B appended but not synced must not be
+/// The lost-after-a-cut story, exactly: A and B appended but not synced must not be
 /// applied; C and D land where A and B were after the cut; nothing is skipped.
 #[test]
 fn consumer_never_applies_unsynced_records_so_a_power_cut_skips_nothing() {

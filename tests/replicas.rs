@@ -16,6 +16,10 @@ fn replicas(name: &str, orders: &str, crashes: &[&str]) -> serde_json::Value {
         orders,
         "--batch",
         "10",
+        // Longer than the default 300 ms: on a loaded machine a healthy pass can outlast a
+        // short lease, and these tests count re-claims that only a crash may cause.
+        "--lease-ms",
+        "1500",
         "--json",
     ];
     for c in crashes {

@@ -12,6 +12,7 @@ mod checklab;
 mod cleanup;
 mod lab;
 mod lag;
+mod parking;
 mod place;
 mod power;
 mod sweep;
@@ -175,6 +176,10 @@ pub enum Command {
     /// Many seeded crash runs (every crash point, outside SIGKILLs), with lifecycle events,
     /// cleanup and the inbox sweep throughout; a summary, and a replay line per failing seed.
     Campaign(checklab::CampaignArgs),
+    /// List events the consumer parked (refused by a rule) and those waiting behind them.
+    Parked(parking::ParkedArgs),
+    /// Release a parked event: --retry applies it now, --skip lets it go; then its order flows.
+    Release(parking::ReleaseArgs),
 }
 
 /// When an idle relay runs its next pass (see `crate::wake`).
@@ -401,6 +406,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(args),
         Command::Fixture(args) => checklab::fixture(args),
         Command::Campaign(args) => checklab::campaign(args),
+        Command::Parked(args) => parking::list(args),
+        Command::Release(args) => parking::release(args),
         Command::Lag(args) => lag::run(args),
     }
 }

@@ -23,6 +23,7 @@
 use rusqlite::{Connection, params};
 
 use crate::consumer::guard::{self, Verdict};
+use crate::consumer::parking;
 use crate::consumer::retention::Retention;
 use crate::consumer::schema::Counter;
 use crate::db::write_tx;
@@ -37,6 +38,9 @@ pub enum Outcome {
     /// New to the inbox (its row was swept, say) but its seq is not newer than the last one
     /// applied for its aggregate: a late copy, dropped by the seq guard.
     DroppedStale,
+    /// Held back (see [`super::parking`]): refused by a business rule, or behind its order's
+    /// parked event. Not applied, not in the inbox; the parked row holds it.
+    Parked,
 }
 
 /// How [`apply_with`] judges an event beyond the inbox. The default is the plain inbox.
@@ -100,7 +104,7 @@ pub fn apply_batch(
         let mut tally = Tally::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         for (event, at) in batch {
-            outcomes.push(apply_in(tx, event, *at, now_us, options, &mut tally)?);
+            outcomes.push(apply_counted(tx, event, *at, now_us, options, &mut tally)?);
         }
         tally.record(tx)?;
         Ok(outcomes)
@@ -113,6 +117,7 @@ struct Tally {
     applied: u64,
     skipped_duplicate: u64,
     dropped_by_seq_guard: u64,
+    parked: u64,
     seq_gap: u64,
     too_old_for_inbox: u64,
 }
@@ -123,20 +128,36 @@ impl Tally {
             (Counter::Applied, self.applied),
             (Counter::SkippedDuplicate, self.skipped_duplicate),
             (Counter::DroppedBySeqGuard, self.dropped_by_seq_guard),
+            (Counter::Parked, self.parked),
             (Counter::SeqGap, self.seq_gap),
             (Counter::TooOldForInbox, self.too_old_for_inbox),
         ];
         for (counter, by) in counts {
             if by > 0 {
-                bump(tx, counter, by)?;
+                bump_by(tx, counter, by)?;
             }
         }
         Ok(())
     }
 }
 
-/// One event inside the batch's transaction.
-fn apply_in(
+/// [`apply_with`] inside the caller's transaction, its counters bumped at once (a release of
+/// parked events applies several in one transaction).
+pub(crate) fn apply_in(
+    tx: &rusqlite::Transaction<'_>,
+    event: &Event,
+    at: Position,
+    now_us: i64,
+    options: &ApplyOptions,
+) -> Result<Outcome> {
+    let mut tally = Tally::default();
+    let outcome = apply_counted(tx, event, at, now_us, options, &mut tally)?;
+    tally.record(tx)?;
+    Ok(outcome)
+}
+
+/// One event inside the batch's transaction; its counters go to `tally`.
+fn apply_counted(
     tx: &rusqlite::Transaction<'_>,
     event: &Event,
     at: Position,
@@ -156,9 +177,20 @@ fn apply_in(
         .ctx("preparing inbox insert")?
         .execute(params![event.event_id, now_us])
         .ctx("inserting into inbox")?;
-    if fresh == 0 {
+    if fresh == 0 || parking::is_held(tx, &event.event_id)? {
+        // Seen before: applied (inbox), or parked or skipped (a copy of a held event).
         tally.skipped_duplicate += 1;
         return Ok(Outcome::SkippedDuplicate);
+    }
+    if let Some(hold) = parking::judge(tx, event)? {
+        // Not applied after all: out of the inbox again, into the parked table.
+        tx.prepare_cached("DELETE FROM inbox WHERE event_id = ?1")
+            .ctx("preparing inbox delete")?
+            .execute(params![event.event_id])
+            .ctx("taking a held event out of the inbox")?;
+        parking::park(tx, event, at, &hold, now_us)?;
+        tally.parked += 1;
+        return Ok(Outcome::Parked);
     }
     match guard::judge(tx, event)? {
         Verdict::Stale { .. } if options.seq_guard => {
@@ -213,7 +245,12 @@ fn record_effect(
     Ok(())
 }
 
-fn bump(tx: &rusqlite::Transaction<'_>, counter: Counter, by: u64) -> Result<()> {
+/// One more of `counter`, in the caller's transaction.
+pub(crate) fn bump(tx: &rusqlite::Transaction<'_>, counter: Counter) -> Result<()> {
+    bump_by(tx, counter, 1)
+}
+
+fn bump_by(tx: &rusqlite::Transaction<'_>, counter: Counter, by: u64) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO counters (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",

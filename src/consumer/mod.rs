@@ -23,6 +23,7 @@
 
 pub mod apply;
 pub mod guard;
+pub mod parking;
 pub mod retention;
 pub mod schema;
 mod worker;
@@ -89,6 +90,8 @@ pub struct ConsumerTotals {
     pub applied: u64,
     pub skipped_duplicates: u64,
     pub dropped_by_seq_guard: u64,
+    /// Held back: see [`parking`].
+    pub parked: u64,
     pub too_old_for_inbox: u64,
     pub swept_rows: u64,
 }
@@ -99,6 +102,7 @@ impl std::ops::AddAssign for ConsumerTotals {
         self.applied += other.applied;
         self.skipped_duplicates += other.skipped_duplicates;
         self.dropped_by_seq_guard += other.dropped_by_seq_guard;
+        self.parked += other.parked;
         self.too_old_for_inbox += other.too_old_for_inbox;
         self.swept_rows += other.swept_rows;
     }

@@ -51,6 +51,7 @@ pub fn create(path: &Path) -> Result<()> {
 pub fn ensure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::guard::SCHEMA)?;
+    conn.execute_batch(super::parking::SCHEMA)?;
     conn.execute_batch(super::retention::SCHEMA)
 }
 
@@ -69,6 +70,10 @@ pub enum Counter {
     SeqGap,
     /// Inbox rows removed by the sweep.
     InboxSwept,
+    /// Events held back (refused by a rule, or behind a refused one): see `parking`.
+    Parked,
+    /// Parked events an operator released with `--skip`: never applied.
+    SkippedPoison,
 }
 
 impl Counter {
@@ -81,6 +86,8 @@ impl Counter {
             Counter::TooOldForInbox => "too_old_for_inbox",
             Counter::SeqGap => "seq_gap",
             Counter::InboxSwept => "inbox_swept",
+            Counter::Parked => "parked",
+            Counter::SkippedPoison => "skipped_poison",
         }
     }
 }

@@ -141,6 +141,7 @@ fn apply_records(
             applied: (outcome == Outcome::Applied) as u64,
             skipped_duplicates: (outcome == Outcome::SkippedDuplicate) as u64,
             dropped_by_seq_guard: (outcome == Outcome::DroppedStale) as u64,
+            parked: (outcome == Outcome::Parked) as u64,
             too_old_for_inbox: too_old as u64,
             swept_rows: 0,
         };
@@ -161,6 +162,7 @@ fn trace_outcome(event: &Event, at: Position, outcome: Outcome, too_old: bool) {
         Outcome::Applied => Ev::Applied,
         Outcome::SkippedDuplicate => Ev::SkippedDuplicate,
         Outcome::DroppedStale => Ev::DroppedBySeqGuard,
+        Outcome::Parked => Ev::Parked,
     };
     trace::emit(ev, || {
         json!({ "event_id": event.event_id, "partition": at.partition, "offset_bytes": at.offset_bytes,

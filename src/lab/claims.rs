@@ -1,6 +1,7 @@
 //! Who claimed what, from `trace.jsonl`: the evidence that several relays split the work
 //! without ever claiming the same row in two live passes, and that every extra copy in the log
-//! has an explanation (its earlier claimant crashed, or was fenced as a zombie).
+//! has an explanation (its earlier claimant crashed, was fenced as a zombie, or gave back rows
+//! it could not append because a partition's append lock stayed busy).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -17,7 +18,8 @@ pub struct ClaimStats {
     pub claimed_rows: u64,
     /// Events claimed by more than one pass.
     pub claimed_by_two_passes: u64,
-    /// …of which an earlier claimant crashed or was fenced: expected.
+    /// …of which an earlier claimant crashed, was fenced, or released rows after a busy
+    /// append lock: expected.
     pub reclaimed_after_crash: u64,
     /// Extra copies appended, and how many of them have no crashed or fenced appender.
     pub extra_copies: u64,
@@ -33,7 +35,8 @@ pub fn analyse(dir: &Path) -> Result<ClaimStats> {
     let mut passes: HashSet<(u64, u64)> = HashSet::new();
     let mut claimants: HashMap<String, Vec<u64>> = HashMap::new();
     let mut appenders: HashMap<String, Vec<u64>> = HashMap::new();
-    let mut excused: HashSet<u64> = HashSet::new(); // crashed, or fenced at least once
+    // Crashed, fenced at least once, or gave back rows after a busy append lock.
+    let mut excused: HashSet<u64> = HashSet::new();
     for line in text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -60,7 +63,7 @@ pub fn analyse(dir: &Path) -> Result<ClaimStats> {
                     excused.insert(pid);
                 }
             }
-            Some(Ev::Crash) => {
+            Some(Ev::Crash) | Some(Ev::LockBusy) => {
                 excused.insert(pid);
             }
             _ => {}

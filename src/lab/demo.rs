@@ -147,8 +147,13 @@ pub fn duplicate_story(outcome: &Outcome) -> Result<String> {
         out.push_str(&line);
         out.push('\n');
     }
-    out.push_str(
-        "  delivered twice, applied once: the second copy met its event id in the inbox.\n",
-    );
+    out.push_str(&if dup.copies == 2 {
+        "  delivered twice, applied once: the second copy met its event id in the inbox.\n".into()
+    } else {
+        format!(
+            "  delivered {} times, applied once: every later copy met its event id in the inbox.\n",
+            dup.copies
+        )
+    });
     Ok(out)
 }

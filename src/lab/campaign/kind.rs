@@ -13,10 +13,14 @@ pub enum Kind {
     Point(Point),
     /// The campaign SIGKILLs one of the running processes, from outside, at a random instant.
     OutsideKill,
+    /// Every process dies at once, then each log's un-synced tail is damaged as a power cut
+    /// could leave it (`lab::harness::power`).
+    PowerCut,
 }
 
 /// Every kind, in the order seeds cycle through them: the outbox pipeline's crash points
-/// (the naive service's are its own lesson: they lose events by design), then outside kills.
+/// (the naive service's are its own lesson: they lose events by design), then outside kills,
+/// then power cuts.
 pub fn all() -> Vec<Kind> {
     let mut kinds: Vec<Kind> = Point::ALL
         .into_iter()
@@ -24,6 +28,7 @@ pub fn all() -> Vec<Kind> {
         .map(Kind::Point)
         .collect();
     kinds.push(Kind::OutsideKill);
+    kinds.push(Kind::PowerCut);
     kinds
 }
 
@@ -38,7 +43,7 @@ impl Kind {
     pub fn armed(self) -> Option<(Component, Point)> {
         match self {
             Kind::Point(point) => Some((point.component(), point)),
-            Kind::OutsideKill => None,
+            Kind::OutsideKill | Kind::PowerCut => None,
         }
     }
 }
@@ -54,6 +59,7 @@ impl fmt::Display for Kind {
         match self {
             Kind::Point(point) => write!(f, "{point}"),
             Kind::OutsideKill => f.write_str("SIGKILL from outside"),
+            Kind::PowerCut => f.write_str("power cut"),
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::error::{Context, Error, Result};
 use crate::lab::campaign::kind::Kind;
 use crate::lab::checker::{self, Report};
 use crate::lab::harness::child::{self, Child, Ended, Spec};
+use crate::lab::harness::power;
 
 /// How each run is sized and paced.
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +53,11 @@ impl RunResult {
 
 /// Incarnations of one role before a run gives up on it (each crash costs one).
 const MAX_INCARNATIONS: u32 = 4;
+/// The longest any one child may take; past it the child is killed and the run fails.
+const CHILD_DEADLINE: Duration = Duration::from_secs(60);
+/// How often a stopping child is sent SIGTERM again: a SIGTERM that lands while the child is
+/// still installing its handler can be lost (seen once in 2,000 runs), so one is not enough.
+const RESEND_TERM_EVERY: Duration = Duration::from_millis(200);
 
 struct Shop<'a> {
     dir: String,
@@ -96,8 +102,10 @@ pub fn run_one(root: &Path, seed: u64, kind: Kind, config: &RunConfig) -> Result
         arm(Component::Consumer),
     )?;
     let mut children = [client, relay, consumer];
-    if kind == Kind::OutsideKill {
-        outside_kill(&mut children, &mut rng)?;
+    match kind {
+        Kind::OutsideKill => outside_kill(&mut children, &mut rng)?,
+        Kind::PowerCut => power_cut(&mut children, &data, &mut rng)?,
+        Kind::Point(_) => {}
     }
     let [client, relay, consumer] = children;
     shop.finish("client", client, |s| s.client_args())?;
@@ -121,6 +129,32 @@ pub fn run_one(root: &Path, seed: u64, kind: Kind, config: &RunConfig) -> Result
     })
 }
 
+/// Wait for `child` to end, at most [`CHILD_DEADLINE`]; with `terminate`, ask it to stop
+/// (SIGTERM, repeated). Past the deadline it is killed and the wait is an error.
+fn wait_bounded(child: &mut Child, terminate: bool) -> Result<Ended> {
+    let started = Instant::now();
+    let mut last_term: Option<Instant> = None;
+    loop {
+        if let Some(ended) = child.try_ended()? {
+            return Ok(ended);
+        }
+        if started.elapsed() > CHILD_DEADLINE {
+            let _ = child.signal(libc::SIGKILL);
+            let _ = child.wait_ended();
+            return Err(Error::Input(format!(
+                "{} still running after {} s: killed",
+                child.name,
+                CHILD_DEADLINE.as_secs()
+            )));
+        }
+        if terminate && last_term.is_none_or(|t| t.elapsed() >= RESEND_TERM_EVERY) {
+            let _ = child.terminate();
+            last_term = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// At a random instant, SIGKILL one of the children still running (by its pid).
 fn outside_kill(children: &mut [Child], rng: &mut fastrand::Rng) -> Result<()> {
     std::thread::sleep(Duration::from_millis(rng.u64(0..=40)));
@@ -134,6 +168,22 @@ fn outside_kill(children: &mut [Child], rng: &mut fastrand::Rng) -> Result<()> {
         return Ok(()); // everything already ended: nothing left to kill
     }
     children[running[rng.usize(..running.len())]].signal(libc::SIGKILL)
+}
+
+/// At a random instant, SIGKILL every child at once, then damage the logs' un-synced tails as
+/// a power cut could. The children are reaped first: nothing may append during the cut.
+fn power_cut(children: &mut [Child], data: &DataDir, rng: &mut fastrand::Rng) -> Result<()> {
+    std::thread::sleep(Duration::from_millis(rng.u64(0..=40)));
+    for child in children.iter_mut() {
+        if child.try_ended()?.is_none() {
+            child.signal(libc::SIGKILL)?;
+        }
+    }
+    for child in children.iter_mut() {
+        child.wait_ended()?;
+    }
+    power::power_cut(data, rng)?;
+    Ok(())
 }
 
 impl Shop<'_> {
@@ -158,7 +208,7 @@ impl Shop<'_> {
         args: impl Fn(&Self) -> Vec<String>,
     ) -> Result<()> {
         for incarnation in 2..=MAX_INCARNATIONS + 1 {
-            match child.wait_ended()? {
+            match wait_bounded(&mut child, false)? {
                 Ended::Done => return Ok(()),
                 Ended::Crashed => self.crashes += 1,
                 Ended::Failed(why) => return Err(Error::Input(why)),
@@ -175,10 +225,7 @@ impl Shop<'_> {
     /// armed) has not happened yet.
     fn stop(&mut self, child: Child) -> Result<bool> {
         let mut child = child;
-        if child.try_ended()?.is_none() {
-            let _ = child.terminate();
-        }
-        match child.wait_ended()? {
+        match wait_bounded(&mut child, true)? {
             Ended::Done => Ok(true),
             Ended::Crashed => {
                 self.crashes += 1;
@@ -230,7 +277,10 @@ impl Shop<'_> {
     }
 
     /// A consumer with its inbox sweeper running every 50 ms, on a window that honours the
-    /// run's redelivery horizon (lease + retry + tolerated downtime).
+    /// run's redelivery horizon (lease + retry + tolerated downtime) — and the seq guard on.
+    /// The guard is what catches a copy that arrives after its inbox row was swept: on a
+    /// machine loaded enough to stretch a run past the tolerated downtime (seen at load 25),
+    /// the window alone let a relay's late copies be applied twice.
     fn consumer_args(&self, drain: bool) -> Vec<String> {
         let lease = format!("{}ms", self.config.lease_ms);
         let mut args = strings(&[
@@ -249,6 +299,8 @@ impl Shop<'_> {
             "2s",
             "--sweep-every",
             "50ms",
+            "--seq-guard",
+            "on",
         ]);
         if drain {
             args.push("--until-idle".into());

@@ -23,7 +23,10 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::lab::checker::consumer::EffectRow;
-use crate::lab::checker::facts::{BEYOND_OFFSET, FITS, Facts, GHOST, MULTI_PARTITION};
+use crate::lab::checker::consumer::Held;
+use crate::lab::checker::facts::{
+    BEYOND_OFFSET, FITS, Facts, GHOST, MULTI_PARTITION, PARKED, SKIPPED,
+};
 use crate::lab::checker::keys::EventKey;
 use crate::lab::checker::orders::OrdersStore;
 use crate::lab::checker::{LIST_AT_MOST, Report};
@@ -142,13 +145,19 @@ fn unknown_effect(row: &EffectRow<'_>, report: &mut Report) {
     }
 }
 
-/// The first application of an order's event must carry the next seq.
+/// The first application of an order's event must carry the next seq (seqs skipped on
+/// purpose count as passed).
 fn apply_order(facts: &mut Facts, aggregate: i64, seq: u32) {
     let index = facts
         .order_index(aggregate)
         .expect("an expected event names a committed order");
+    let skipped = &facts.skipped;
     let order = &mut facts.orders[index];
-    if seq != order.applied_upto.saturating_add(1) {
+    let mut next = order.applied_upto.saturating_add(1);
+    while next < seq && skipped.contains(&(aggregate, next)) {
+        next += 1;
+    }
+    if seq != next {
         order.out_of_order = true;
     }
     order.applied_upto = seq;
@@ -197,6 +206,8 @@ pub fn lost_and_pending(
                 || found.is_some_and(|e| e.has(BEYOND_OFFSET));
             match found {
                 Some(event) if event.applied > 0 => {}
+                Some(event) if event.has(SKIPPED) => report.skipped_events += 1,
+                Some(event) if event.has(PARKED) => {} // counted as parked: awaits release
                 _ if on_its_way => report.pending += 1,
                 _ => {
                     report.lost_count += 1;
@@ -241,4 +252,36 @@ pub fn duplicated(facts: &Facts, report: &mut Report) -> HashSet<EventKey> {
         keys.insert(event.key);
     }
     keys
+}
+
+/// Events the consumer holds: parked ones are marked (awaiting release, not lost); skipped
+/// ones count as accounted for, and the points they never credited leave the expected
+/// balance. The events must be sorted by key.
+pub fn held(facts: &mut Facts, held: &Held) {
+    for id in &held.parked {
+        let index = facts
+            .keys
+            .known_event(id)
+            .and_then(|key| facts.event_index(key));
+        if let Some(index) = index {
+            facts.events[index].flags |= PARKED;
+        }
+    }
+    for event in &held.skipped {
+        let index = facts
+            .keys
+            .known_event(&event.event_id)
+            .and_then(|key| facts.event_index(key));
+        let Some(index) = index else { continue }; // not in the log: then it is not expected either
+        let fact = &mut facts.events[index];
+        fact.flags |= SKIPPED;
+        let at = (fact.aggregate, fact.seq);
+        facts.skipped.insert(at);
+        if let (Some(customer), points) = crate::consumer::apply::points_for(event) {
+            *facts
+                .points_by_customer
+                .entry(crate::lab::checker::keys::hash64(&customer))
+                .or_default() -= points;
+        }
+    }
 }

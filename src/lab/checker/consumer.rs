@@ -9,7 +9,17 @@ use crate::broker;
 use crate::consumer::schema::Counter;
 use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
+use crate::event::Event;
 use crate::lab::checker::keys::hash64;
+
+/// Events the consumer holds back (see `consumer::parking`): few, so held whole.
+#[derive(Default)]
+pub struct Held {
+    /// Released with `--skip`: never applied, on purpose.
+    pub skipped: Vec<Event>,
+    /// Parked or waiting: not applied yet, waiting for an operator.
+    pub parked: Vec<String>,
+}
 
 /// One effect row, borrowed for the length of a callback.
 pub struct EffectRow<'a> {
@@ -65,6 +75,39 @@ impl ConsumerStore {
             *out.entry(hash64(customer)).or_default() += balance;
         }
         Ok(out)
+    }
+
+    /// The parked table (absent in a consumer.db older than it: then nothing is held).
+    pub fn held(&self) -> Result<Held> {
+        let mut held = Held::default();
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'parked')",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("looking for the parked table")?;
+        if !exists {
+            return Ok(held);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, event_json, event_id FROM parked")
+            .ctx("preparing the parked scan")?;
+        let mut rows = stmt.query([]).ctx("scanning parked")?;
+        while let Some(row) = rows.next().ctx("reading a parked event")? {
+            if text(row, 0, "parked.state")? != "skipped" {
+                held.parked
+                    .push(text(row, 2, "parked.event_id")?.to_string());
+                continue;
+            }
+            let json = text(row, 1, "parked.event_json")?;
+            let event = serde_json::from_str(json)
+                .map_err(|e| Error::Input(format!("parked.event_json is not an event: {e}")))?;
+            held.skipped.push(event);
+        }
+        Ok(held)
     }
 
     /// Every effect row, in apply order (`effects.id`).

@@ -26,6 +26,8 @@ pub const FITS: u8 = 1; // names a committed order, a seq it reached, and (seq 1
 pub const BEYOND_OFFSET: u8 = 2; // some copy lies past the consumer's committed offset
 pub const MULTI_PARTITION: u8 = 4; // copies in more than one partition
 pub const GHOST: u8 = 8; // decided by the classification: no committed order expects it
+pub const SKIPPED: u8 = 16; // parked by the consumer, then released with --skip: never applied
+pub const PARKED: u8 = 32; // parked by the consumer, not released yet
 
 /// One distinct event in the log (copies merged).
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +78,8 @@ pub struct Facts {
     pub events: Vec<EventFact>,
     /// Points the committed orders earn, per customer hash (one `OrderPlaced` each).
     pub points_by_customer: std::collections::HashMap<u64, i64>,
+    /// (aggregate, seq) of events skipped on purpose: their seq is accounted, not awaited.
+    pub skipped: std::collections::HashSet<(i64, u32)>,
 }
 
 impl Facts {
@@ -113,6 +117,7 @@ impl Facts {
             orders,
             events: Vec::new(),
             points_by_customer,
+            skipped: std::collections::HashSet::new(),
         })
     }
 

@@ -99,6 +99,11 @@ pub struct Report {
     pub aggregates_split: u64,
     /// Expected events not yet applied but still on their way (unpublished or unconsumed).
     pub pending: u64,
+    /// Events the consumer parked (a rule refused them, or they wait behind one): not applied
+    /// yet, waiting for `outbox-lab release`.
+    pub parked: u64,
+    /// Events released with `release --skip`: never applied, on purpose, and accounted for.
+    pub skipped_events: u64,
     /// Effect rows whose event is not in the log at all (listed: the first few ids).
     pub unknown_effects: u64,
     pub unknown_effect_ids: Vec<String>,
@@ -131,6 +136,7 @@ impl Report {
             && self.aggregates_split == 0
             && self.pending == 0
             && self.unknown_effects == 0
+            && self.parked == 0
             && self.points_balanced()
     }
 
@@ -160,6 +166,9 @@ pub fn check_with(dir: &DataDir, group: &str, store: &dyn OrdersStore) -> Result
     analyse::ghosts(&mut facts, store, &mut report)?;
     analyse::log_order(&facts, &mut report);
     facts.sort_by_key();
+    let held = consumer.held()?;
+    report.parked = held.parked.len() as u64;
+    analyse::held(&mut facts, &held);
     consumer.each_effect(|row| {
         analyse::effect(&mut facts, &row, &mut report);
         Ok(())

@@ -85,6 +85,14 @@ pub fn text(r: &Report) -> String {
         r.aggregates_split > 0,
     );
     line(
+        "parked (awaiting release)",
+        r.parked.to_string(),
+        r.parked > 0,
+    );
+    if r.skipped_events > 0 {
+        line("skipped on purpose", r.skipped_events.to_string(), false);
+    }
+    line(
         "pending (not drained)",
         r.pending.to_string(),
         r.pending > 0,
