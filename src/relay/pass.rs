@@ -41,7 +41,7 @@ impl Relay {
     }
 
     /// One pass whose waits for append locks end early when `stop` is set (SIGTERM). With
-    /// `overlap_sync` the pass is [`Relay::overlapped_pass`] instead.
+    /// `overlap_sync` the pass overlaps its sync with the next claim (`relay/overlap.rs`).
     pub fn pass_until(&mut self, stop: &AtomicBool) -> Result<PassReport> {
         if self.config.overlap_sync {
             return self.overlapped_pass(stop);
