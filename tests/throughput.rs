@@ -374,3 +374,30 @@ fn overlapped_relay_killed_mid_flight_ships_the_batch_again_and_loses_nothing() 
     );
     assert_eq!(report["applied_once"], report["expected_events"]);
 }
+
+#[test]
+fn an_overlapped_sync_publishes_only_the_durable_end_it_covered() {
+    use outbox_lab::broker::{Broker, DurableEnd};
+    let dir = temp_dir("sync-begin").join("broker");
+    Broker::create(&dir, 2).unwrap();
+    let mut broker = Broker::open(&dir, 2).unwrap();
+    let first = broker.write(0, &[br#"{"n":1}"#.as_slice()]).unwrap();
+    let in_flight = broker.sync_begin(&[0]).unwrap();
+    // The next batch is appended while the first one syncs, as an overlapped relay does.
+    let second = broker.write(0, &[br#"{"n":2}"#.as_slice()]).unwrap();
+    broker.sync_wait(in_flight).unwrap();
+    let durable = DurableEnd::open(&dir, 0).unwrap();
+    assert_eq!(
+        durable.read().unwrap(),
+        first.end_offset_bytes,
+        "only what was appended before the sync began is published"
+    );
+    let in_flight = broker.sync_begin(&[0]).unwrap();
+    broker.sync_wait(in_flight).unwrap();
+    assert_eq!(durable.read().unwrap(), second.end_offset_bytes);
+    assert_eq!(
+        DurableEnd::open(&dir, 1).unwrap().read().unwrap(),
+        0,
+        "an untouched partition keeps its end"
+    );
+}

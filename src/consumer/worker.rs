@@ -170,3 +170,29 @@ fn trace_outcome(event: &Event, at: Position, outcome: Outcome, too_old: bool) {
                 "relay": event.relay, "attempt": event.attempt, "too_old_for_inbox": too_old })
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(json_bytes: usize) -> RawRecord {
+        RawRecord {
+            offset_bytes: 0,
+            next_offset_bytes: 0,
+            json: vec![b'x'; json_bytes],
+        }
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_byte_bound_but_always_holds_one_record() {
+        let records: Vec<RawRecord> = (0..5).map(|_| record(100)).collect();
+        assert_eq!(within_bytes(&records, 250).len(), 2);
+        assert_eq!(within_bytes(&records, 500).len(), 5);
+        assert_eq!(within_bytes(&records, 10_000).len(), 5);
+        assert_eq!(
+            within_bytes(&records, 50).len(),
+            1,
+            "a record over the bound is still applied, alone"
+        );
+    }
+}
