@@ -48,11 +48,10 @@ pub struct PlaceArgs {
     pub max_group: usize,
 }
 
-/// Enough to reach the fsync's floor (a group of 500 costs ~4 µs per order beside the sync).
+/// Enough that one commit's fsync is shared by hundreds of orders, small enough that a group
+/// holds orders.db's write lock for tens of ms at most (`bench write`: group size vs the time
+/// one transaction takes).
 pub const DEFAULT_MAX_GROUP: usize = 500;
-
-/// Input lines queued ahead of the writer: bounds memory when stdin outruns the disk.
-const READ_AHEAD_LINES: usize = 2 * crate::order::group::MAX_GROUP;
 
 pub fn run(args: PlaceArgs) -> Result<ExitCode> {
     let max_group = match args.mode {
@@ -116,7 +115,9 @@ fn place_stdin(
     max_group: usize,
     reply: &mut impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<u64> {
-    let (tx, rx) = crossbeam_channel::bounded::<std::io::Result<Line>>(READ_AHEAD_LINES);
+    // One group's worth of lines queued ahead of the writer: enough to fill the next group
+    // while this one commits, and a bound on memory (lines are at most MAX_LINE_BYTES each).
+    let (tx, rx) = crossbeam_channel::bounded::<std::io::Result<Line>>(max_group);
     // The reader is detached: it ends at EOF, at a read error (sent on), or when a send
     // fails because we are gone. Each line is read bounded (`read_line`), judged alone later.
     std::thread::spawn(move || {
