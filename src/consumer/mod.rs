@@ -71,8 +71,8 @@ impl Default for ConsumerConfig {
             poll_ms: 20,
             wake: WakeMode::Poll,
             // 1,000 records or 1 MiB: the fsync is paid once per batch, and a batch holds
-            // the shared write lock for a few ms at most, so the other partitions' workers
-            // take turns often (SQLite has one writer).
+            // the shared write lock for tens of ms at most, so the other partitions' workers
+            // still take turns often (SQLite has one writer).
             batch: 1_000,
             batch_bytes: 1 << 20,
             until_idle: false,
