@@ -105,7 +105,10 @@ impl Client {
         match ended {
             Ended::Crashed => {
                 fired.push(self.fired(&child));
-                self.placements += 1; // the passage it died in
+                // It died at its scheduled passage. Counted from the schedule, not from the
+                // replies: a group commit's orders pass the point before any of them is
+                // answered, so the replies undercount the passages.
+                self.placements = self.crashes[self.next_crash].1;
                 self.next_crash += 1;
                 self.requeue_unanswered();
                 self.start(logs)?;
