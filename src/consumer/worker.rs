@@ -126,12 +126,18 @@ fn apply_records(
     };
     let now_us = config.clock.now_us();
     let outcomes = apply_batch(conn, &batch, now_us, &options)?;
-    let mut totals = ConsumerTotals::default();
-    for ((event, at), outcome) in batch.iter().zip(outcomes) {
-        let too_old = config
+    // Every committed record is traced before any crash point fires: the trace tells the
+    // truth about the whole batch even when the process dies at its N-th record.
+    let mut too_old = Vec::with_capacity(batch.len());
+    for ((event, at), outcome) in batch.iter().zip(&outcomes) {
+        let old = config
             .retention
             .is_some_and(|r| r.too_old_for_inbox(event.created_at_us, now_us));
-        trace_outcome(event, *at, outcome, too_old);
+        trace_outcome(event, *at, *outcome, old);
+        too_old.push(old);
+    }
+    let mut totals = ConsumerTotals::default();
+    for (outcome, too_old) in outcomes.into_iter().zip(too_old) {
         // Once per record, after the batch's COMMIT: `@N` kills the worker once the batch
         // holding its N-th record is committed and its offset is not. The whole batch comes
         // back, and the inbox skips all of it.
