@@ -106,14 +106,15 @@ pub(crate) fn read_only(path: &Path) -> Result<Connection> {
 
 /// `created_at_us` of the oldest unpublished row, in either outbox layout.
 pub(crate) fn oldest_unpublished_us(conn: &Connection) -> Result<Option<i64>> {
-    let tables: Vec<String> = if segments::is_partitioned(conn)? {
-        segments::live_segments(conn)?
-            .into_iter()
-            .map(segments::table)
-            .collect()
-    } else {
-        vec!["outbox".to_string()]
-    };
+    let tables: Vec<String> =
+        if crate::outbox::Layout::of(conn)? == crate::outbox::Layout::Partitioned {
+            segments::live_segments(conn)?
+                .into_iter()
+                .map(segments::table)
+                .collect()
+        } else {
+            vec!["outbox".to_string()]
+        };
     let mut oldest: Option<i64> = None;
     for table in tables {
         let sql = format!("SELECT min(created_at_us) FROM {table} WHERE published_at_us IS NULL");

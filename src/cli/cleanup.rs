@@ -6,73 +6,65 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::Result;
 use crate::clock::now_us;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::outbox::cleanup::{self, CleanupConfig};
+use crate::outbox::layout::{self, Layout};
 use crate::outbox::segments;
 use crate::relay::Relay;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutboxLayout {
-    /// One `outbox` table (the default): cleaned by batched deletes.
-    Single,
-    /// Segment tables `outbox_seg_N` behind an `outbox` view: cleaned by DROP TABLE.
-    Partitioned,
-}
 
 /// The layout flags of `init`.
 #[derive(Args, Debug)]
 pub struct LayoutArgs {
     /// Chosen once, on an empty outbox; omitted, an existing directory keeps its layout.
     #[arg(long, value_enum)]
-    pub outbox_layout: Option<OutboxLayout>,
-    /// Partitioned layout: events per segment table (SQLite default 10000; PostgreSQL: ids
-    /// per outbox partition, default 100000).
-    #[arg(long)]
-    pub segment_rows: Option<i64>,
+    pub outbox_layout: Option<Layout>,
+    /// Partitioned layout: events per segment table.
+    #[arg(long, default_value_t = segments::DEFAULT_SEGMENT_ROWS)]
+    pub segment_rows: i64,
 }
 
-/// Apply `init`'s layout choice to a directory `DataDir::init` just created or opened.
-/// Returns what to add to init's message: nothing for the default single table.
+/// Apply `init`'s layout choice (the policy is [`layout::choose`]) to a directory
+/// `DataDir::init` just created or opened. Returns what to add to init's message: nothing for
+/// the default single table.
 pub fn apply_layout(data: &DataDir, args: &LayoutArgs) -> Result<String> {
     // FULL: init runs once; nothing to gain from weaker durability.
     let mut conn = db::open(&data.orders_db(), Synchronous::Full)?;
-    let partitioned = segments::is_partitioned(&conn)?;
-    match (args.outbox_layout, partitioned) {
-        (Some(OutboxLayout::Partitioned), _) => {
-            let rows = args.segment_rows.unwrap_or(segments::DEFAULT_SEGMENT_ROWS);
-            segments::create_layout(&mut conn, rows)?;
-            partitioned_note(&conn)
-        }
-        (Some(OutboxLayout::Single), true) => Err(crate::Error::Input(format!(
-            "{} has a partitioned outbox; refusing to switch it to a single table",
-            data.root.display()
-        ))),
-        (_, true) => partitioned_note(&conn),
-        (_, false) => Ok(String::new()),
+    let chosen =
+        layout::choose(&mut conn, args.outbox_layout, args.segment_rows).map_err(|e| match e {
+            crate::Error::Input(why) => {
+                crate::Error::Input(format!("{}: {why}", data.root.display()))
+            }
+            other => other,
+        })?;
+    match chosen {
+        Layout::Partitioned => partitioned_note(&conn),
+        Layout::Single => Ok(String::new()),
     }
 }
 
-/// `init --postgres URL`: PostgreSQL's outbox is always a partitioned table (by id range,
-/// `--segment-rows` ids per partition); asking for the single layout is refused.
+/// `init --postgres URL`: PostgreSQL's outbox is always a partitioned table (by id range);
+/// asking for the single layout is refused. `--segment-rows` sizes its partitions when given
+/// explicitly; SQLite's segment default is not PostgreSQL's (see `store::pg::schema`).
 pub fn init_postgres(
     dir: &std::path::Path,
     partitions: u32,
     url: String,
     args: &LayoutArgs,
 ) -> Result<(DataDir, String)> {
-    if args.outbox_layout == Some(OutboxLayout::Single) {
+    if args.outbox_layout == Some(Layout::Single) {
         return Err(crate::Error::Input(
             "--outbox-layout single: the PostgreSQL outbox is always partitioned by id range"
                 .into(),
         ));
     }
+    let rows = (args.segment_rows != segments::DEFAULT_SEGMENT_ROWS).then_some(args.segment_rows);
     let store = crate::store::StoreConfig::Postgres(url);
-    let data = DataDir::init_with_store(dir, partitions, store, args.segment_rows)?;
+    let data = DataDir::init_with_store(dir, partitions, store, rows)?;
     let note = format!(
         ", store {}, outbox partitioned by id range",
         data.store.describe()

@@ -8,7 +8,6 @@
 
 mod bench;
 mod bench_pg;
-mod bench_pipeline;
 mod bounds;
 mod cdc;
 mod checklab;
@@ -114,9 +113,17 @@ pub enum Command {
         /// `lease` writes a lease into the rows and commits at once (SQLite always leases).
         #[arg(long, value_enum, default_value_t = crate::store::ClaimMode::Locked)]
         claim_mode: crate::store::ClaimMode,
-        /// fdatasync the partitions of a pass in parallel threads (still all before marking).
-        #[arg(long)]
+        /// fdatasync the partitions of a pass in parallel threads, all before marking (the
+        /// default; the flag is kept so that older scripts still run).
+        #[arg(long, conflicts_with = "sync_in_turn")]
         sync_in_parallel: bool,
+        /// fdatasync the partitions of a pass one after another (slower; as before).
+        #[arg(long)]
+        sync_in_turn: bool,
+        /// Sync a batch while claiming and appending the next one; each batch is still marked
+        /// only after its own sync. A crash then may ship the batch in flight twice.
+        #[arg(long, conflicts_with = "sync_in_turn")]
+        overlap_sync: bool,
         /// Exit when no unpublished row remains (with --cdc: when the slot has nothing new).
         #[arg(long)]
         until_empty: bool,
@@ -145,6 +152,9 @@ pub enum Command {
         /// Exit once every partition has been read to its end.
         #[arg(long)]
         until_idle: bool,
+        /// Records applied per transaction at most (1: one transaction per record).
+        #[arg(long, default_value_t = ConsumerConfig::default().batch)]
+        batch: usize,
         #[command(flatten)]
         inbox: sweep::InboxArgs,
     },
@@ -214,6 +224,19 @@ pub enum LogWake {
     /// Doorbell on the partition's log file, --poll-ms as the fallback.
     Log,
 }
+
+/// The consumer's `--batch`: at least one record, at most [`MAX_CONSUMER_BATCH`].
+fn check_consumer_batch(batch: usize) -> Result<usize> {
+    if !(1..=MAX_CONSUMER_BATCH).contains(&batch) {
+        return Err(crate::Error::Input(format!(
+            "consume --batch must be between 1 and {MAX_CONSUMER_BATCH}, got {batch}"
+        )));
+    }
+    Ok(batch)
+}
+
+/// A consumer batch is one transaction: larger ones hold consumer.db's write lock too long.
+pub const MAX_CONSUMER_BATCH: usize = 100_000;
 
 /// `--batch`: at least one row, at most [`crate::outbox::claim::MAX_BATCH`].
 fn check_batch(batch: usize) -> Result<usize> {
@@ -332,7 +355,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             batch,
             lease_ms,
             claim_mode,
-            sync_in_parallel,
+            sync_in_parallel: _, // the default
+            sync_in_turn,
+            overlap_sync,
             until_empty,
             cdc: stream_cdc,
             cleanup: cleanup_args,
@@ -359,7 +384,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
-                sync_in_parallel,
+                sync_in_parallel: !sync_in_turn,
+                overlap_sync,
                 claim_mode,
                 ..RelayConfig::default()
             };
@@ -377,6 +403,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             poll_ms,
             wake,
             until_idle,
+            batch,
             inbox,
         } => {
             let data = open(&dir, "consumer")?;
@@ -389,6 +416,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     LogWake::Log => WakeMode::Doorbell,
                 },
                 until_idle,
+                batch: check_consumer_batch(batch)?,
                 ..ConsumerConfig::default()
             };
             inbox.apply_to(&mut config)?;

@@ -10,11 +10,10 @@
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
 //! - [`pg_cluster`]: a throwaway PostgreSQL for the `postgres` example and the benchmarks;
-//! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
+//! - [`bench`](mod@bench): the benchmarks behind `outbox-lab bench`, one framework, one report type.
 
 pub mod bench;
 pub mod bench_pg;
-pub mod bench_pipeline;
 pub mod campaign;
 pub mod checker;
 pub mod claims;
@@ -22,7 +21,6 @@ pub mod compare;
 pub mod demo;
 pub mod fixture;
 pub mod harness;
-pub mod inbox_bench;
 pub mod inbox_demo;
 pub mod pg_cluster;
 pub mod power_campaign;

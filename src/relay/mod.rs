@@ -26,6 +26,7 @@
 pub mod cdc;
 mod cleanup;
 mod lock_watch;
+mod overlap;
 mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +38,7 @@ use crate::store::{ClaimMode, OutboxStore};
 use crate::wake::{Waiter, WakeMode};
 
 pub use cleanup::CleanupSchedule;
-pub use pass::PassReport;
+pub use pass::{PassReport, record_json};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -52,11 +53,14 @@ pub struct RelayConfig {
     pub lease_ms: u64,
     /// fdatasync the partitions a pass touched in parallel threads instead of in turn.
     pub sync_in_parallel: bool,
-    /// PostgreSQL only: row locks held across append and sync, or a lease (see `store::pg`).
-    pub claim_mode: ClaimMode,
+    /// Sync a batch while the next one is claimed and appended (see `overlap.rs`); syncs
+    /// run on the syncer threads, in parallel, whatever `sync_in_parallel` says.
+    pub overlap_sync: bool,
     /// The longest a batch waits for a partition's append lock before its rows are left to
     /// their lease and the pass moves on (never more than half the lease).
     pub lock_wait_ms: u64,
+    /// PostgreSQL only: row locks held across append and sync, or a lease (see `store::pg`).
+    pub claim_mode: ClaimMode,
 }
 
 impl Default for RelayConfig {
@@ -67,11 +71,14 @@ impl Default for RelayConfig {
             wake: WakeMode::Poll,
             batch: 100,
             lease_ms: 5_000,
-            sync_in_parallel: false,
-            claim_mode: ClaimMode::default(),
+            // Parallel: the partitions' fdatasyncs overlap in the journal and the device
+            // (`bench relay` shows it several times faster than in turn at batch 100).
+            sync_in_parallel: true,
+            overlap_sync: false,
             // A healthy append holds the lock for µs, but on a loaded machine its holder can be
             // descheduled for 100s of ms; a full second is a frozen holder, not a slow one.
             lock_wait_ms: 1_000,
+            claim_mode: ClaimMode::default(),
         }
     }
 }
@@ -139,6 +146,8 @@ pub struct Relay {
     /// Random per relay process: with the pid and pass number it makes every claim's fencing
     /// token unique, even for a restarted relay that got a recycled pid.
     incarnation: u32,
+    /// The batch appended and syncing while the next is claimed (`overlap_sync` only).
+    in_flight: Option<overlap::InFlight>,
     /// Set by `with_cleanup`: the relay also removes old published rows.
     cleanup: Option<CleanupSchedule>,
     waiter: Waiter,
@@ -149,6 +158,13 @@ impl Relay {
     pub fn open(dir: &DataDir, config: RelayConfig) -> Result<Relay> {
         assert!(config.lease_ms > 0, "lease_ms must be positive");
         let mut store = crate::store::open_outbox(dir, config.claim_mode)?;
+        if config.overlap_sync && !store.allows_overlapping_claims() {
+            return Err(Error::Input(format!(
+                "--overlap-sync claims a batch while the last one syncs; the {} store's \
+                 locked claims hold one transaction at a time: use --claim-mode lease",
+                dir.store.describe()
+            )));
+        }
         let mut broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
         recover_partitions(&mut broker, &config)?;
         let waiter = match (config.wake, store.doorbell_file()) {
@@ -171,6 +187,7 @@ impl Relay {
             }
         };
         Ok(Relay {
+            in_flight: None,
             store,
             broker,
             partitions: dir.partitions,
@@ -200,11 +217,14 @@ impl Relay {
             }
             let report = self.pass_until(stop)?;
             self.cleanup_if_due(stop)?;
-            if report.claimed > 0 {
+            if report.claimed + report.marked + report.fenced > 0 {
                 totals.add(&report);
+            } else {
+                totals.passes += 1;
+            }
+            if report.claimed > 0 {
                 continue;
             }
-            totals.passes += 1;
             if until_empty && self.unpublished_count()? == 0 {
                 break;
             }
@@ -213,6 +233,13 @@ impl Relay {
             } else {
                 self.waiter.idle(stop, self.config.poll_ms)?;
             }
+        }
+        // Stopped with a batch syncing (overlap_sync): it is durable soon, so mark it now
+        // rather than leave it for its lease to expire and a second copy to be shipped.
+        let mut last = PassReport::default();
+        self.finish_in_flight(&mut last)?;
+        if last.marked + last.fenced > 0 {
+            totals.add(&last);
         }
         Ok(totals)
     }

@@ -62,6 +62,12 @@ impl StoreConfig {
 /// lifecycle events `pay` and `ship` with gap-free per-order seqs.
 pub trait OrderStore {
     fn place(&mut self, request: &OrderRequest) -> Result<Placed>;
+    /// Place several orders; one reply per request, in order (a refusal is that request's
+    /// `Err(reason)`; errors that are not the input's fault fail the whole call).
+    fn place_group(
+        &mut self,
+        requests: &[OrderRequest],
+    ) -> Result<Vec<crate::order::group::GroupReply>>;
     /// Pay or ship an order; returns the new event's `aggregate_seq`.
     fn transition(&mut self, order_id: i64, step: Transition) -> Result<i64>;
 }
@@ -91,6 +97,8 @@ pub trait OutboxStore: Send {
     /// The file (relative to the data dir) whose writes mean "a commit happened", for the
     /// doorbell; None when the store has no such file (a server's WAL is not ours to watch).
     fn doorbell_file(&self) -> Option<&'static str>;
+    /// May a second claim be taken before the first is marked (the relay's overlapped sync)?
+    fn allows_overlapping_claims(&self) -> bool;
     /// PostgreSQL: LISTEN for the NOTIFY the outbox's insert trigger sends at commit (creating
     /// the trigger if missing). False when the store has no notifications (SQLite).
     fn listen(&mut self) -> Result<bool> {

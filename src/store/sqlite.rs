@@ -21,10 +21,18 @@ impl OrderStore for OrderService {
     fn transition(&mut self, order_id: i64, step: Transition) -> Result<i64> {
         OrderService::transition(self, order_id, step)
     }
+    fn place_group(
+        &mut self,
+        requests: &[OrderRequest],
+    ) -> Result<Vec<crate::order::group::GroupReply>> {
+        OrderService::place_group(self, requests)
+    }
 }
 
 pub struct SqliteOutbox {
     conn: Connection,
+    /// The outbox's layout, read once at open.
+    layout: outbox::Layout,
 }
 
 impl SqliteOutbox {
@@ -32,13 +40,21 @@ impl SqliteOutbox {
         // NORMAL: a claim or mark lost to a power cut only means the rows get shipped again
         // (at-least-once absorbs it); the events themselves were committed FULL by the service.
         let conn = db::open(&dir.orders_db(), Synchronous::Normal)?;
-        Ok(SqliteOutbox { conn })
+        let layout = outbox::Layout::of(&conn)?;
+        Ok(SqliteOutbox { conn, layout })
     }
 }
 
 impl OutboxStore for SqliteOutbox {
     fn claim(&mut self, token: &str, lease_ms: u64, batch: usize) -> Result<Claim> {
-        outbox::claim_batch(&mut self.conn, token, Clock::system(), lease_ms, batch)
+        outbox::claim_batch(
+            &mut self.conn,
+            self.layout,
+            token,
+            Clock::system(),
+            lease_ms,
+            batch,
+        )
     }
     fn mark(&mut self, claim: &Claim) -> Result<usize> {
         outbox::mark_published(&mut self.conn, claim, Clock::system())
@@ -47,7 +63,7 @@ impl OutboxStore for SqliteOutbox {
         outbox::release_unshipped(&mut self.conn, claim, ids)
     }
     fn unpublished_count(&mut self) -> Result<u64> {
-        outbox::unpublished_count(&self.conn)
+        outbox::unpublished_count(&self.conn, self.layout)
     }
     fn cleanup(
         &mut self,
@@ -57,6 +73,9 @@ impl OutboxStore for SqliteOutbox {
         pacer: &mut Pacer,
     ) -> Result<CleanupReport> {
         cleanup::run_paced(&mut self.conn, config, now_us, stop, pacer)
+    }
+    fn allows_overlapping_claims(&self) -> bool {
+        true
     }
     fn doorbell_file(&self) -> Option<&'static str> {
         // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
@@ -79,7 +98,7 @@ impl SqliteBacklog {
 
 impl BacklogReader for SqliteBacklog {
     fn backlog(&mut self) -> Result<(u64, Option<i64>)> {
-        let unpublished = outbox::unpublished_count(&self.conn)?;
+        let unpublished = outbox::unpublished_count(&self.conn, outbox::Layout::of(&self.conn)?)?;
         Ok((unpublished, crate::lag::oldest_unpublished_us(&self.conn)?))
     }
 }

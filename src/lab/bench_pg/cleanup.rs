@@ -15,9 +15,9 @@ use serde_json::json;
 
 use crate::datadir::DataDir;
 use crate::error::Result;
-use crate::lab::bench::{Report, Steps, Table, percentile, scratch};
+use crate::lab::bench::{Report, Steps, Table, load_average, percentile, rotated};
+use crate::lab::bench_pg::scratch;
 use crate::lab::bench_pg::{PgBench, fill};
-use crate::lab::bench_pipeline::{load_average, rotated};
 use crate::order::{Mode, generate};
 use crate::outbox::cleanup::{CleanupConfig, CleanupReport};
 use crate::store::{StoreConfig, open_orders, pg};
@@ -109,9 +109,9 @@ pub fn run(params: &CleanupParams, bench: &mut PgBench) -> Result<Report> {
         results.push(json!({ "cleaner": cleaner.name(), "p50_us": p50, "p99_us": p99, "max_us": max,
                              "p99_ratio": ratio, "rows_removed": removed, "partitions_dropped": dropped }));
     }
-    Ok(Report {
-        bench: "postgres-cleanup",
-        title: format!(
+    let mut report = Report::new(
+        "postgres-cleanup",
+        format!(
             "PostgreSQL write path with cleanup: {} orders at {}/s per run, {} old published rows in partitions of {}, {} rounds",
             params.orders,
             params.orders_per_s,
@@ -119,21 +119,23 @@ pub fn run(params: &CleanupParams, bench: &mut PgBench) -> Result<Report> {
             params.partition_rows,
             params.rounds
         ),
-        table,
-        results: json!(results),
-        params: json!({ "old_rows": params.old_rows, "partition_rows": params.partition_rows,
+        json!({ "old_rows": params.old_rows, "partition_rows": params.partition_rows,
                         "orders": params.orders, "rate": params.orders_per_s,
                         "batch_rows": params.batch_rows, "rounds": params.rounds }),
-        steps,
-        notes: vec![
-            format!(
-                "load average before: {load_before}; after: {}",
-                load_average()
-            ),
-            format!("server: {}", bench.server.describe()),
-            "place = one transaction (order row + outbox row), synchronous_commit=on".into(),
-        ],
-    })
+    );
+    report.load_at_start = load_before.clone();
+    report.tables.push((String::new(), table));
+    report.results = json!(results);
+    report.steps = steps;
+    report.notes = vec![
+        format!(
+            "load average before: {load_before}; after: {}",
+            load_average()
+        ),
+        format!("server: {}", bench.server.describe()),
+        "place = one transaction (order row + outbox row), synchronous_commit=on".into(),
+    ];
+    Ok(report)
 }
 
 fn one_run(params: &CleanupParams, bench: &mut PgBench, cleaner: Cleaner) -> Result<RunResult> {

@@ -63,6 +63,16 @@ impl PgBench {
     }
 }
 
+/// A fresh scratch directory `base/name` (an old one removed first).
+pub fn scratch(base: &std::path::Path, name: &str) -> Result<std::path::PathBuf> {
+    let dir = base.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).ctx(format!("removing old {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).ctx(format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 /// Rows per bulk statement: one statement, one transaction, one WAL flush per chunk.
 const FILL_CHUNK_ROWS: i64 = 1_000_000;
 

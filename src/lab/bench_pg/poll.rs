@@ -12,9 +12,9 @@ use serde_json::json;
 
 use crate::datadir::DataDir;
 use crate::error::Result;
-use crate::lab::bench::{Report, Steps, Table, percentile, scratch};
+use crate::lab::bench::{Report, Steps, Table, load_average, percentile};
+use crate::lab::bench_pg::scratch;
 use crate::lab::bench_pg::{PgBench, fill};
-use crate::lab::bench_pipeline::load_average;
 use crate::store::pg::outbox::PgOutbox;
 use crate::store::{ClaimMode, OutboxStore, StoreConfig};
 
@@ -87,26 +87,28 @@ pub fn run(params: &PollParams, bench: &mut PgBench) -> Result<Report> {
     }
     bench.drop_database("poll")?;
     std::fs::remove_dir_all(&root).ok();
-    Ok(Report {
-        bench: "postgres-poll",
-        title: format!(
+    let mut report = Report::new(
+        "postgres-poll",
+        format!(
             "PostgreSQL claim of {} (FOR UPDATE SKIP LOCKED) with a backlog of {} as the outbox grows",
             params.batch, params.backlog
         ),
-        table,
-        results: json!(results),
-        params: json!({ "max_rows": params.max_rows, "claims": params.claims, "batch": params.batch,
+        json!({ "max_rows": params.max_rows, "claims": params.claims, "batch": params.batch,
                         "backlog": params.backlog, "partition_rows": params.partition_rows }),
-        steps,
-        notes: vec![
-            format!(
-                "load average before: {load_before}; after: {}",
-                load_average()
-            ),
-            format!("server: {}", bench.server.describe()),
-            "each claim is abandoned (ROLLBACK): every sample claims the same backlog".into(),
-        ],
-    })
+    );
+    report.load_at_start = load_before.clone();
+    report.tables.push((String::new(), table));
+    report.results = json!(results);
+    report.steps = steps;
+    report.notes = vec![
+        format!(
+            "load average before: {load_before}; after: {}",
+            load_average()
+        ),
+        format!("server: {}", bench.server.describe()),
+        "each claim is abandoned (ROLLBACK): every sample claims the same backlog".into(),
+    ];
+    Ok(report)
 }
 
 fn sample_claims(url: &str, params: &PollParams) -> Result<Vec<u64>> {

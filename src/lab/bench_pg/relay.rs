@@ -9,9 +9,9 @@ use serde_json::json;
 use crate::datadir::DataDir;
 use crate::error::Result;
 use crate::lab::bench::build::{EventIds, Filler};
-use crate::lab::bench::{Report, Steps, Table, scratch};
+use crate::lab::bench::{Report, Steps, Table, load_average, rotated};
+use crate::lab::bench_pg::scratch;
 use crate::lab::bench_pg::{PgBench, fill};
-use crate::lab::bench_pipeline::{load_average, rotated};
 use crate::relay::{Relay, RelayConfig, RelayTotals};
 use crate::store::{ClaimMode, StoreConfig};
 
@@ -91,28 +91,30 @@ pub fn run(params: &RelayParams, bench: &mut PgBench) -> Result<Report> {
                              "sync_us_per_pass": per_pass(|t| t.sync_us),
                              "mark_us_per_pass": per_pass(|t| t.mark_us) }));
     }
-    Ok(Report {
-        bench: "postgres-relay",
-        title: format!(
+    let mut report = Report::new(
+        "postgres-relay",
+        format!(
             "Relay throughput: one relay drains {} events at batch {}, SQLite vs PostgreSQL, {} rounds",
             params.backlog, params.batch, params.rounds
         ),
-        table,
-        results: json!(results),
-        params: json!({ "backlog": params.backlog, "batch": params.batch, "rounds": params.rounds }),
-        steps,
-        notes: vec![
-            format!(
-                "load average before: {load_before}; after: {}",
-                load_average()
-            ),
-            format!("server: {}", bench.server.describe()),
-            "the relay's own commits skip the flush on both stores (SQLite synchronous=NORMAL, \
+        json!({ "backlog": params.backlog, "batch": params.batch, "rounds": params.rounds }),
+    );
+    report.load_at_start = load_before.clone();
+    report.tables.push((String::new(), table));
+    report.results = json!(results);
+    report.steps = steps;
+    report.notes = vec![
+        format!(
+            "load average before: {load_before}; after: {}",
+            load_average()
+        ),
+        format!("server: {}", bench.server.describe()),
+        "the relay's own commits skip the flush on both stores (SQLite synchronous=NORMAL, \
              PostgreSQL synchronous_commit=off: a lost mark only re-ships); each pass \
              fdatasyncs the log before marking"
-                .into(),
-        ],
-    })
+            .into(),
+    ];
+    Ok(report)
 }
 
 fn one_run(

@@ -201,6 +201,23 @@ impl PgOrders {
 }
 
 impl OrderStore for PgOrders {
+    /// One transaction per order: group commit is not implemented for PostgreSQL (the server
+    /// already shares one WAL flush among concurrent sessions' commits).
+    fn place_group(
+        &mut self,
+        requests: &[OrderRequest],
+    ) -> Result<Vec<crate::order::group::GroupReply>> {
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests {
+            match self.place(request) {
+                Ok(placed) => replies.push(Ok(placed)),
+                Err(Error::Input(reason)) => replies.push(Err(reason)),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(replies)
+    }
+
     fn place(&mut self, request: &OrderRequest) -> Result<Placed> {
         request.validate().map_err(Error::Input)?;
         match self.mode {

@@ -267,6 +267,8 @@ impl crate::store::OutboxStore for PgOutbox {
         };
         rows.sort_by_key(|r| r.id);
         Ok(Claim {
+            // PostgreSQL partitions itself: the one `outbox` table is what the mark names.
+            layout: crate::outbox::Layout::Single,
             token: token.to_string(),
             lease_until_us,
             rows,
@@ -333,6 +335,11 @@ impl crate::store::OutboxStore for PgOutbox {
             "cleanup between passes, never inside a claim"
         );
         pg::cleanup::drop_partitions(&mut self.client, config, now_us, stop)
+    }
+
+    fn allows_overlapping_claims(&self) -> bool {
+        // Locked claims live in the session's one transaction; leases are rows, any number.
+        self.mode == ClaimMode::Lease
     }
 
     fn doorbell_file(&self) -> Option<&'static str> {

@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::latency_pg::Database;
-use super::{Spread, TempDir, print_table, rotated};
+use super::{Report, Spread, Table, TempDir, rotated};
 use crate::datadir::DataDir;
 use crate::error::{Context, Result};
 use crate::order::{Mode, generate};
@@ -59,9 +59,12 @@ pub fn run(
     writers: usize,
     rounds: usize,
     seed: u64,
-) -> Result<Value> {
-    let mut out = super::header(
-        "bench write (PostgreSQL)",
+    scratch: &std::path::Path,
+) -> Result<Report> {
+    let mut report = Report::new(
+        "write-postgres",
+        "bench write --postgres: keep outbox rows vs the NOTIFY trigger vs insert-and-delete"
+            .into(),
         json!({ "orders": orders, "writers": writers, "rounds": rounds,
                 "order_service": "synchronous_commit=on, one order per tx" }),
     );
@@ -74,10 +77,16 @@ pub fn run(
                 orders,
                 writers,
                 seed + round as u64,
+                scratch,
             )?);
         }
     }
-    let mut rows = Vec::new();
+    let mut table = Table::new(&[
+        "write path",
+        "orders/s",
+        "outbox table KiB",
+        "WAL bytes/order",
+    ]);
     let mut json_rows = Vec::new();
     for (variant, runs) in VARIANTS.iter().zip(&runs) {
         let of =
@@ -85,7 +94,7 @@ pub fn run(
         let rate = of(&|r| r.orders_per_s);
         let table_kib = of(&|r| r.outbox_bytes as f64 / 1024.0);
         let wal = of(&|r| r.wal_bytes_per_order);
-        rows.push(vec![
+        table.push(vec![
             variant.name.to_string(),
             rate.show(0),
             table_kib.show(0),
@@ -94,17 +103,9 @@ pub fn run(
         json_rows.push(json!({ "variant": variant.name, "orders_per_s": rate,
                                "outbox_table_kib": table_kib, "wal_bytes_per_order": wal }));
     }
-    print_table(
-        &[
-            "write path",
-            "orders/s",
-            "outbox table KiB",
-            "WAL bytes/order",
-        ],
-        &rows,
-    );
-    out["results"] = Value::Array(json_rows);
-    Ok(out)
+    report.tables.push((String::new(), table));
+    report.results = Value::Array(json_rows);
+    Ok(report)
 }
 
 fn run_once(
@@ -113,9 +114,10 @@ fn run_once(
     orders: u64,
     writers: usize,
     seed: u64,
+    scratch: &std::path::Path,
 ) -> Result<RunResult> {
     let db = Database::create(admin_url)?;
-    let tmp = TempDir::new("write-pg")?;
+    let tmp = TempDir::new(scratch, "write-pg")?;
     let root = tmp.path().join("data");
     let store = StoreConfig::Postgres(db.url.clone());
     let data = DataDir::init_with_store(&root, crate::broker::DEFAULT_PARTITIONS, store, None)?;

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::latency::{Percentiles, Running, latencies_ms, percentiles, wait_applied};
 use super::svg::{self, Curve, Panel};
-use super::{Spread, TempDir, print_table, rotated};
+use super::{Report, Spread, Table, TempDir, rotated};
 use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::order::{OrderRequest, generate};
@@ -46,6 +46,8 @@ pub struct PgLatencyBench {
     /// Writer connections sharing the rate (one commit waits for its fsync; several overlap).
     pub writers: usize,
     pub svg: Option<PathBuf>,
+    /// Where each run's data directory goes (removed after it).
+    pub scratch: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -79,16 +81,19 @@ struct RunResult {
     percentiles: Percentiles,
     achieved_per_s: f64,
     latencies_ms: Vec<f64>,
+    /// The CDC relay's cost per batch, in words (CDC runs only).
+    cdc_costs: Option<String>,
 }
 
-pub fn run(bench: &PgLatencyBench) -> Result<Value> {
+pub fn run(bench: &PgLatencyBench) -> Result<Report> {
     assert!(!bench.rates_per_s.is_empty(), "no rate to measure");
     assert!(
         (1..=MAX_WRITERS).contains(&bench.writers),
         "writers outside 1..={MAX_WRITERS}"
     );
-    let mut out = super::header(
-        "bench latency (PostgreSQL)",
+    let mut report = Report::new(
+        "latency-postgres",
+        "bench latency --postgres: commit → applied, 500 ms polling vs LISTEN/NOTIFY vs CDC".into(),
         json!({ "rates_per_s": bench.rates_per_s, "duration_ms": bench.duration_ms,
                 "rounds": bench.rounds, "writers": bench.writers,
                 "order_service": "synchronous_commit=on, one order per tx, insert trigger NOTIFYs",
@@ -101,10 +106,21 @@ pub fn run(bench: &PgLatencyBench) -> Result<Value> {
         for round in 0..bench.rounds {
             for i in rotated(&[0, 1, 2], round) {
                 let seed = bench.seed + round as u64;
-                runs[i].push(run_once(VARIANTS[i], bench, rate, seed)?);
+                let result = run_once(VARIANTS[i], bench, rate, seed)?;
+                if let Some(costs) = &result.cdc_costs {
+                    report
+                        .notes
+                        .push(format!("at {rate}/s, round {round}: {costs}"));
+                }
+                runs[i].push(result);
             }
         }
-        results.push(table(rate, &runs));
+        let (table, value, ratio) = table(rate, &runs);
+        report
+            .tables
+            .push((format!("offered {rate} orders/s"), table));
+        report.notes.push(ratio);
+        results.push(value);
         let all: Vec<Vec<f64>> = runs
             .iter()
             .map(|rs| {
@@ -115,7 +131,7 @@ pub fn run(bench: &PgLatencyBench) -> Result<Value> {
             .collect();
         panels_data.push((rate, all));
     }
-    out["results"] = Value::Array(results);
+    report.results = Value::Array(results);
     if let Some(path) = &bench.svg {
         let panels: Vec<Panel> = panels_data
             .iter()
@@ -132,19 +148,19 @@ pub fn run(bench: &PgLatencyBench) -> Result<Value> {
             })
             .collect();
         let caption = format!(
-            "outbox-lab bench latency --postgres; commit -> applied; load average {}",
-            out["load_average"].as_str().unwrap_or("?")
+            "outbox-lab bench latency --postgres; commit -> applied; load average {} at start",
+            report.load_at_start
         );
         std::fs::write(path, svg::render(&panels, &caption))
             .ctx(format!("writing {}", path.display()))?;
-        println!("picture: {}", path.display());
+        report.notes.push(format!("picture: {}", path.display()));
     }
-    Ok(out)
+    Ok(report)
 }
 
 fn run_once(variant: Variant, bench: &PgLatencyBench, rate: u64, seed: u64) -> Result<RunResult> {
     let db = Database::create(&bench.admin_url)?;
-    let tmp = TempDir::new("latency-pg")?;
+    let tmp = TempDir::new(&bench.scratch, "latency-pg")?;
     let root = tmp.path().join("data");
     let store = StoreConfig::Postgres(db.url.clone());
     let data = DataDir::init_with_store(&root, crate::broker::DEFAULT_PARTITIONS, store, None)?;
@@ -164,9 +180,7 @@ fn run_once(variant: Variant, bench: &PgLatencyBench, rate: u64, seed: u64) -> R
     wait_applied(&data, placed, DRAIN_LIMIT_MS)?;
     let totals = relay.stop_totals()?;
     consumer.stop()?;
-    if variant.cdc {
-        print_cdc_costs(&totals);
-    }
+    let cdc_costs = variant.cdc.then(|| cdc_costs(&totals));
     let latencies = latencies_ms(&data)?;
     drop(data);
     db.drop_it()?;
@@ -174,25 +188,26 @@ fn run_once(variant: Variant, bench: &PgLatencyBench, rate: u64, seed: u64) -> R
         percentiles: percentiles(&latencies)?,
         achieved_per_s: placed as f64 / elapsed.as_secs_f64(),
         latencies_ms: latencies,
+        cdc_costs,
     })
 }
 
 /// What the SQL interface costs per call: every peek and every advance decodes the WAL again
 /// from the slot's `restart_lsn` (see `docs/cdc.md`).
-fn print_cdc_costs(totals: &Value) {
+fn cdc_costs(totals: &Value) -> String {
     let batches = totals["batches"].as_f64().unwrap_or(0.0);
     if batches == 0.0 {
-        return;
+        return "CDC relay: no batch".into();
     }
     let per = |field: &str| totals[field].as_f64().unwrap_or(0.0) / batches / 1000.0;
-    println!(
-        "  (CDC relay: {batches} batches, {:.1} events each; per batch: peek {:.2} ms, append {:.2} ms, fdatasync {:.2} ms, advance {:.2} ms)",
+    format!(
+        "CDC relay: {batches} batches, {:.1} events each; per batch: peek {:.2} ms, append {:.2} ms, fdatasync {:.2} ms, advance {:.2} ms",
         totals["events"].as_f64().unwrap_or(0.0) / batches,
         per("peek_us"),
         per("append_us"),
         per("sync_us"),
         per("confirm_us")
-    );
+    )
 }
 
 /// `rate` orders a second in total for `duration_ms`, over `writers` connections; order i is
@@ -239,8 +254,17 @@ fn place_steadily(
     Ok((count, started.elapsed()))
 }
 
-fn table(rate: u64, runs: &[Vec<RunResult>]) -> Value {
-    let mut rows = Vec::new();
+/// The rate's table, its JSON, and the CDC-vs-polling ratio line.
+fn table(rate: u64, runs: &[Vec<RunResult>]) -> (Table, Value, String) {
+    let mut table = Table::new(&[
+        "achieved/s",
+        "relay",
+        "orders",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+    ]);
     let mut json_rows = Vec::new();
     let mut p99_median = Vec::new();
     let mut p50_median = Vec::new();
@@ -257,8 +281,7 @@ fn table(rate: u64, runs: &[Vec<RunResult>]) -> Value {
         p50_median.push(p50.median);
         p99_median.push(p99.median);
         let orders: usize = runs.iter().map(|r| r.percentiles.orders).sum();
-        rows.push(vec![
-            rate.to_string(),
+        table.push(vec![
             format!("{:.0}", achieved.median),
             variant.name.to_string(),
             orders.to_string(),
@@ -272,27 +295,15 @@ fn table(rate: u64, runs: &[Vec<RunResult>]) -> Value {
             "p99_ms": p99, "max_ms": max,
             "by_round": runs.iter().map(|r| r.percentiles).collect::<Vec<_>>() }));
     }
-    print_table(
-        &[
-            "offered/s",
-            "achieved/s",
-            "relay",
-            "orders",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "max ms",
-        ],
-        &rows,
-    );
     let (poll, cdc_at) = (0, VARIANTS.len() - 1);
     let p50_ratio = p50_median[poll] / p50_median[cdc_at];
     let p99_ratio = p99_median[poll] / p99_median[cdc_at];
-    println!(
-        "  at {rate}/s: CDC vs 500 ms polling: p50 {p50_ratio:.0}x lower, p99 {p99_ratio:.0}x lower\n"
+    let ratio = format!(
+        "at {rate}/s: CDC vs 500 ms polling: p50 {p50_ratio:.0}x lower, p99 {p99_ratio:.0}x lower"
     );
-    json!({ "offered_per_s": rate, "variants": json_rows,
-            "cdc_vs_poll_p50_ratio": p50_ratio, "cdc_vs_poll_p99_ratio": p99_ratio })
+    let value = json!({ "offered_per_s": rate, "variants": json_rows,
+            "cdc_vs_poll_p50_ratio": p50_ratio, "cdc_vs_poll_p99_ratio": p99_ratio });
+    (table, value, ratio)
 }
 
 /// A database of its own for one run, dropped (with its slot) afterwards.

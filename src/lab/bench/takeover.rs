@@ -13,9 +13,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Spread, TempDir, percentile, print_table};
+use super::{Report, Spread, Table, TempDir, percentile_sorted};
 use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::lab::harness::child::CHILD_ENV;
@@ -25,17 +25,18 @@ use crate::store::pg::{self, cdc};
 pub const MAX_ROUNDS: usize = 100;
 const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
-pub fn run(admin_url: &str, rounds: usize) -> Result<Value> {
+pub fn run(admin_url: &str, rounds: usize, scratch: &std::path::Path) -> Result<Report> {
     assert!(
         (1..=MAX_ROUNDS).contains(&rounds),
         "rounds outside 1..={MAX_ROUNDS}"
     );
-    let mut out = super::header(
-        "bench takeover (PostgreSQL CDC)",
+    let mut report = Report::new(
+        "takeover",
+        "bench takeover --postgres: a CDC slot unstreamed from its relay's SIGKILL to its standby's takeover".into(),
         json!({ "rounds": rounds, "standby_lock_wait": "pg_advisory_lock, lock_timeout 500 ms per try" }),
     );
     let db = super::latency_pg::Database::create(admin_url)?;
-    let tmp = TempDir::new("takeover")?;
+    let tmp = TempDir::new(scratch, "takeover")?;
     let root = tmp.path().join("data");
     let store = StoreConfig::Postgres(db.url.clone());
     DataDir::init_with_store(&root, crate::broker::DEFAULT_PARTITIONS, store, None)?;
@@ -62,17 +63,16 @@ pub fn run(admin_url: &str, rounds: usize) -> Result<Value> {
     let spread = Spread::of(&samples_ms);
     let mut sorted = samples_ms.clone();
     sorted.sort_by(f64::total_cmp);
-    print_table(
-        &["takeovers", "median ms", "p90 ms", "max ms"],
-        &[vec![
-            rounds.to_string(),
-            format!("{:.1}", spread.median),
-            format!("{:.1}", percentile(&sorted, 90.0)),
-            format!("{:.1}", spread.max),
-        ]],
-    );
-    out["results"] = json!({ "takeover_ms": spread, "samples_ms": samples_ms });
-    Ok(out)
+    let mut table = Table::new(&["takeovers", "median ms", "p90 ms", "max ms"]);
+    table.push(vec![
+        rounds.to_string(),
+        format!("{:.1}", spread.median),
+        format!("{:.1}", percentile_sorted(&sorted, 90.0)),
+        format!("{:.1}", spread.max),
+    ]);
+    report.tables.push((String::new(), table));
+    report.results = json!({ "takeover_ms": spread, "samples_ms": samples_ms });
+    Ok(report)
 }
 
 /// A `relay --cdc` child whose stderr we read.
