@@ -159,7 +159,7 @@ pub fn check(dir: &DataDir, group: &str) -> Result<Report> {
 }
 
 /// The orders store the data directory was initialised with, read-only.
-fn open_orders(dir: &DataDir) -> Result<Box<dyn OrdersStore>> {
+pub fn open_orders(dir: &DataDir) -> Result<Box<dyn OrdersStore>> {
     Ok(match &dir.store {
         StoreConfig::Sqlite => Box::new(SqliteOrders::open(&dir.orders_db())?),
         StoreConfig::Postgres(url) => Box::new(orders_pg::PgOrders::open(url)?),
