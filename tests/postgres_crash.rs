@@ -170,3 +170,28 @@ fn pg_duplicate_after_relay_sync() {
     assert_eq!(r["applied_twice"], 0);
     assert_eq!(r["points_actual"], r["points_expected"]);
 }
+
+#[test]
+fn pg_crash_run_explains_each_crash_from_the_postgres_store() {
+    // The text report maps each crash to its order through the orders store: on a PostgreSQL
+    // data dir there is no orders.db to read it from.
+    let Some(url) = fresh_database("pg-explained") else {
+        return;
+    };
+    let dir = temp_dir("pg-explained").join("data");
+    let out = ok(&[
+        "crash-run",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--postgres",
+        &url,
+        "--orders",
+        "12",
+        "--lease-ms",
+        "1500",
+        "--crash",
+        "order.after_commit@5",
+    ]);
+    assert!(out.contains("order.after_commit@5"), "{out}");
+    assert!(out.contains("verdict: OK"), "{out}");
+}

@@ -250,18 +250,17 @@ fn reread(index: &Index<'_>, pid: u32) -> String {
     }
 }
 
-/// request id → order id, read from the run's orders store.
+/// request id → order id, read once from the orders store (SQLite or PostgreSQL), read-only.
 struct OrderIds {
-    by_request: HashMap<String, i64>,
+    by_request: std::collections::HashMap<String, i64>,
 }
 
 impl OrderIds {
-    /// Read-only, through the checker's view of whichever store the run used (SQLite or
-    /// PostgreSQL): explaining a run must never change it.
     fn open(dir: &std::path::Path) -> Result<OrderIds> {
         let data = crate::datadir::DataDir::open(dir)?;
+        // Read-only: explaining a run must never change it.
         let store = crate::lab::checker::open_orders(&data)?;
-        let mut by_request = HashMap::new();
+        let mut by_request = std::collections::HashMap::new();
         store.each_order(&mut |order| {
             by_request.insert(order.request_id.to_string(), order.order_id);
             Ok(())
