@@ -1,6 +1,7 @@
 //! `lag`: how far behind each stage is, once or every `--every-ms`; exit 1 when a limit given
 //! on the command line is exceeded (for monitoring scripts).
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -64,14 +65,11 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
         let snapshot = lag::measure(&data, &args.group, Clock::system())?;
         let exceeded = thresholds.exceeded(&snapshot);
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({ "lag": snapshot, "exceeded": exceeded })
-            );
+            out::line(serde_json::json!({ "lag": snapshot, "exceeded": exceeded }))?;
         } else {
-            print!("{}", lag::to_text(&snapshot));
+            out::text(lag::to_text(&snapshot))?;
             for why in &exceeded {
-                println!("EXCEEDED: {why}");
+                out::line(format_args!("EXCEEDED: {why}"))?;
             }
         }
         let status = if exceeded.is_empty() {
@@ -83,7 +81,7 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
             return Ok(status);
         }
         if !args.json {
-            println!();
+            out::line("")?;
         }
         let mut slept_ms = 0;
         while slept_ms < args.every_ms {

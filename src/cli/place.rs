@@ -1,7 +1,7 @@
 //! `place`, `pay`, `ship`: the order service's command line. One reply line per input line,
 //! written and flushed as soon as that line is done (programs drive this through pipes).
 
-use std::io::Write;
+use super::out;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -39,17 +39,9 @@ pub struct PlaceArgs {
 pub fn run(args: PlaceArgs) -> Result<ExitCode> {
     let dir = super::open(&args.dir, "order-service")?;
     let mut service = OrderService::open(&dir, args.mode)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     let mut failed = 0u64;
-    let mut reply = |line: serde_json::Value| -> Result<()> {
-        writeln!(out, "{line}")
-            .and_then(|_| out.flush())
-            .map_err(|e| Error::Io {
-                context: "writing a reply to stdout".into(),
-                source: e,
-            })
-    };
+    // Flushed per line: a client reads each reply as its order commits.
+    let mut reply = |line: serde_json::Value| -> Result<()> { out::line(line) };
     if let Some(count) = args.count {
         if args.lifecycle && args.mode != Mode::Outbox {
             return Err(Error::Input("--lifecycle needs --mode outbox".into()));
@@ -127,9 +119,8 @@ pub fn transition(dir: &Path, order_id: i64, pay: bool) -> Result<ExitCode> {
         Transition::Ship
     };
     let seq = service.transition(order_id, step)?;
-    println!(
-        "{}",
-        json!({ "order_id": order_id, "aggregate_seq": seq, "status": if pay { "paid" } else { "shipped" } })
-    );
+    out::line(
+        json!({ "order_id": order_id, "aggregate_seq": seq, "status": if pay { "paid" } else { "shipped" } }),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
