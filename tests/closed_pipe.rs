@@ -51,7 +51,15 @@ fn every_printing_command_exits_quietly_on_a_closed_stdout() {
         vec!["parked", "--dir", &dir],
         vec!["lag", "--dir", &dir],
         vec!["lag", "--dir", &dir, "--watch", "--every-ms", "10"],
-        vec!["lag", "--dir", &dir, "--json", "--watch", "--every-ms", "10"],
+        vec![
+            "lag",
+            "--dir",
+            &dir,
+            "--json",
+            "--watch",
+            "--every-ms",
+            "10",
+        ],
         vec!["cleanup", "--dir", &dir, "--retention-ms", "3600000"],
         vec!["pay", "--dir", &dir, "--order-id", "1"],
     ];

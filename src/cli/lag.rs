@@ -41,6 +41,9 @@ pub struct LagArgs {
     /// Exit 1 if any partition has more records than this after the committed offset.
     #[arg(long)]
     pub max_lag_records: Option<u64>,
+    /// Exit 1 if more orders than this are parked (stopped at an event a rule refused).
+    #[arg(long)]
+    pub max_parked: Option<u64>,
 }
 
 /// The longest --every-ms: a watch that sleeps longer is a cron job.
@@ -59,6 +62,7 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
         max_unpublished: args.max_unpublished,
         max_unpublished_age_ms: args.max_unpublished_age_ms,
         max_lag_records: args.max_lag_records,
+        max_parked: args.max_parked,
     };
     let stop = super::stop_flag()?;
     loop {
