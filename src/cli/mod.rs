@@ -249,6 +249,8 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
             source: e,
         })?;
     }
+    // Lock waits deep in the broker that were handed no flag (a durable-end publish) stop too.
+    broker::set_process_stop(&stop);
     Ok(stop)
 }
 
