@@ -81,7 +81,7 @@ pub fn measure(data: &DataDir, group: &str, clock: Clock) -> Result<Lag> {
     let now_us = clock.now_us();
     let age_ms = |t_us: Option<i64>| t_us.map(|t| (now_us.saturating_sub(t)).max(0) as u64 / 1000);
     let orders = read_only(&data.orders_db())?;
-    let unpublished = outbox::unpublished_count(&orders)?;
+    let unpublished = outbox::unpublished_count(&orders, outbox::Layout::of(&orders)?)?;
     let oldest_unpublished_us = oldest_unpublished_us(&orders)?;
     let consumer = read_only(&data.consumer_db())?;
     let (inbox_rows, oldest_inbox_us): (i64, Option<i64>) = consumer
@@ -116,14 +116,15 @@ fn read_only(path: &Path) -> Result<Connection> {
 
 /// `created_at_us` of the oldest unpublished row, in either outbox layout.
 fn oldest_unpublished_us(conn: &Connection) -> Result<Option<i64>> {
-    let tables: Vec<String> = if segments::is_partitioned(conn)? {
-        segments::live_segments(conn)?
-            .into_iter()
-            .map(segments::table)
-            .collect()
-    } else {
-        vec!["outbox".to_string()]
-    };
+    let tables: Vec<String> =
+        if crate::outbox::Layout::of(conn)? == crate::outbox::Layout::Partitioned {
+            segments::live_segments(conn)?
+                .into_iter()
+                .map(segments::table)
+                .collect()
+        } else {
+            vec!["outbox".to_string()]
+        };
     let mut oldest: Option<i64> = None;
     for table in tables {
         let sql = format!("SELECT min(created_at_us) FROM {table} WHERE published_at_us IS NULL");

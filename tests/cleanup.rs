@@ -43,6 +43,18 @@ fn conn(dir: &str) -> Connection {
     db::open(&orders_db(dir), Synchronous::Normal).unwrap()
 }
 
+/// `outbox::claim_batch` in whichever layout the directory has (read first, as a relay does).
+fn claim(
+    c: &mut Connection,
+    token: &str,
+    clock: Clock,
+    lease_ms: u64,
+    n: usize,
+) -> outbox_lab::Result<outbox::Claim> {
+    let layout = outbox::Layout::of(c).unwrap();
+    outbox::claim_batch(c, layout, token, clock, lease_ms, n)
+}
+
 fn count(dir: &str, sql: &str) -> i64 {
     sqlite_count(&orders_db(dir), sql)
 }
@@ -50,7 +62,7 @@ fn count(dir: &str, sql: &str) -> i64 {
 /// Claim and mark `n` rows, as a relay would (without the log: not what is under test).
 fn publish(dir: &str, n: usize, now_us: i64) {
     let mut c = conn(dir);
-    let claim = outbox::claim_batch(&mut c, "test", at(now_us), 60_000, n).unwrap();
+    let claim = claim(&mut c, "test", at(now_us), 60_000, n).unwrap();
     assert_eq!(claim.rows.len(), n, "claimable rows");
     assert_eq!(
         outbox::mark_published(&mut c, &claim, at(now_us + 1)).unwrap(),
@@ -240,16 +252,16 @@ fn a_later_event_in_a_newer_segment_waits_for_its_orders_head() {
     ok(&["pay", "--dir", &dir, "--order-id", "1"]); // id 3: segment 1, order 1's seq 2
     let mut c = conn(&dir);
     let now_us = outbox_lab::clock::now_us();
-    let first = outbox::claim_batch(&mut c, "a", at(now_us), 60_000, 1).unwrap();
+    let first = claim(&mut c, "a", at(now_us), 60_000, 1).unwrap();
     assert_eq!(ids(&first), [1], "order 1's head");
-    let second = outbox::claim_batch(&mut c, "b", at(now_us), 60_000, 10).unwrap();
+    let second = claim(&mut c, "b", at(now_us), 60_000, 10).unwrap();
     assert_eq!(
         ids(&second),
         [2],
         "id 3 waits: order 1's seq 1 is leased but not published"
     );
     outbox::mark_published(&mut c, &first, at(now_us + 1)).unwrap();
-    let third = outbox::claim_batch(&mut c, "c", at(now_us), 60_000, 10).unwrap();
+    let third = claim(&mut c, "c", at(now_us), 60_000, 10).unwrap();
     assert_eq!(
         ids(&third),
         [3],
@@ -267,9 +279,9 @@ fn a_zombie_mark_after_its_segment_was_dropped_is_fenced() {
     ok(&["place", "--dir", &dir, "--count", "3"]); // segment 0: ids 1, 2; segment 1: id 3
     let mut c = conn(&dir);
     let t0_us = outbox_lab::clock::now_us();
-    let zombie = outbox::claim_batch(&mut c, "zombie", at(t0_us), 1_000, 2).unwrap();
+    let zombie = claim(&mut c, "zombie", at(t0_us), 1_000, 2).unwrap();
     let later_us = t0_us + 2_000_000; // the zombie's lease has expired
-    let live = outbox::claim_batch(&mut c, "live", at(later_us), 1_000, 3).unwrap();
+    let live = claim(&mut c, "live", at(later_us), 1_000, 3).unwrap();
     assert_eq!(ids(&live), [1, 2, 3], "expired leases are claimable again");
     assert_eq!(
         outbox::mark_published(&mut c, &live, at(later_us + 1)).unwrap(),
@@ -379,6 +391,7 @@ fn bench_poll_and_cleanup_print_a_table_and_json() {
         "3",
         "--segment-rows",
         "500",
+        "--allow-debug",
         "--json",
         poll_json.to_str().unwrap(),
     ]);
@@ -408,6 +421,7 @@ fn bench_poll_and_cleanup_print_a_table_and_json() {
         "1000",
         "--segment-rows",
         "500",
+        "--allow-debug",
         "--json",
         "-",
     ]);

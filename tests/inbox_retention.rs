@@ -285,11 +285,14 @@ fn bench_inbox_measures_rows_bytes_and_the_sweep_without_asserting_times() {
         "10",
         "--windows",
         "10m,20m",
+        "--allow-debug",
+        "--json",
+        "-",
     ];
     let out = ok(&args);
-    let json: serde_json::Value =
-        serde_json::from_str(out.lines().last().unwrap()).expect("last line is JSON");
-    let rows = json["rows"].as_array().expect("rows");
+    let json_start = out.find("\n{").expect("JSON after the table");
+    let json: serde_json::Value = serde_json::from_str(&out[json_start..]).expect("JSON");
+    let rows = json["results"].as_array().expect("rows");
     assert_eq!(rows.len(), 2, "{out}");
     // rate x (window + 1m sweep interval): the inbox just before a sweep.
     assert_eq!(rows[0]["inbox_rows"], 10 * 11 * 60, "{out}");

@@ -121,6 +121,7 @@ fn two_connections_claiming_at_once_get_disjoint_rows() {
                     let token = format!("claimer-{n}/{pass}");
                     let claim = claim_batch(
                         &mut conn,
+                        outbox_lab::outbox::Layout::Single,
                         &token,
                         outbox_lab::clock::Clock::system(),
                         60_000,

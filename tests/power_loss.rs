@@ -381,7 +381,7 @@ fn frozen_lock_holder_leaves_other_partitions_flowing_and_sigterm_is_honoured() 
 fn a_lease_from_a_clock_an_hour_fast_does_not_strand_its_rows() {
     use outbox_lab::clock::{Clock, US_PER_MS};
     use outbox_lab::db::{self, Synchronous};
-    use outbox_lab::outbox::{MAX_CLOCK_SKEW_MS, claim_batch};
+    use outbox_lab::outbox::{Layout, MAX_CLOCK_SKEW_MS, claim_batch};
 
     let dir = init_with("skew", 1);
     ok(&["place", "--dir", &dir, "--count", "3", "--seed", "41"]);
@@ -390,9 +390,25 @@ fn a_lease_from_a_clock_an_hour_fast_does_not_strand_its_rows() {
     let mut conn = db::open(&orders, Synchronous::Normal).unwrap();
     let lease_ms = 500;
     let hour_us = 3_600 * 1_000 * US_PER_MS;
-    let fast = claim_batch(&mut conn, "fast/1", Clock::shifted(hour_us), lease_ms, 10).unwrap();
+    let fast = claim_batch(
+        &mut conn,
+        Layout::Single,
+        "fast/1",
+        Clock::shifted(hour_us),
+        lease_ms,
+        10,
+    )
+    .unwrap();
     assert_eq!(fast.rows.len(), 3, "the fast relay claims all three");
-    let sane = claim_batch(&mut conn, "sane/1", Clock::system(), lease_ms, 10).unwrap();
+    let sane = claim_batch(
+        &mut conn,
+        Layout::Single,
+        "sane/1",
+        Clock::system(),
+        lease_ms,
+        10,
+    )
+    .unwrap();
     assert_eq!(
         sane.rows.len(),
         3,
@@ -411,13 +427,22 @@ fn a_lease_from_a_clock_an_hour_fast_does_not_strand_its_rows() {
     .unwrap();
     let ahead = claim_batch(
         &mut conn2,
+        Layout::Single,
         "ahead/1",
         Clock::shifted(within_us),
         lease_ms,
         10,
     );
     assert_eq!(ahead.unwrap().rows.len(), 3);
-    let blocked = claim_batch(&mut conn2, "sane/2", Clock::system(), lease_ms, 10).unwrap();
+    let blocked = claim_batch(
+        &mut conn2,
+        Layout::Single,
+        "sane/2",
+        Clock::system(),
+        lease_ms,
+        10,
+    )
+    .unwrap();
     assert_eq!(
         blocked.rows.len(),
         0,

@@ -73,7 +73,7 @@ pub use offsets::{
 pub use reader::{LogReader, RawRecord, Scan, scan, scan_each};
 pub use record::encode_record;
 pub use tail::recover;
-pub use writer::{Appended, Broker};
+pub use writer::{Appended, Broker, SyncInFlight};
 
 /// How many partitions `init` creates unless told otherwise.
 pub const DEFAULT_PARTITIONS: u32 = 4;

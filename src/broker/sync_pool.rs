@@ -69,6 +69,17 @@ impl SyncPool {
         &self,
         files: impl IntoIterator<Item = (&'a File, &'a PathBuf)>,
     ) -> Result<()> {
+        let sent = self.submit(files)?;
+        self.wait(sent)
+    }
+
+    /// Hand every `(file, path)` to the syncers and return at once; returns how many jobs
+    /// were sent, which [`SyncPool::wait`] must be given. The caller keeps at most one such
+    /// batch outstanding (results are counted, not labelled).
+    pub(crate) fn submit<'a>(
+        &self,
+        files: impl IntoIterator<Item = (&'a File, &'a PathBuf)>,
+    ) -> Result<usize> {
         let jobs = self.jobs.as_ref().expect("the pool is running");
         // Every descriptor first: a failure here must not leave results of jobs already sent
         // in the channel for the next call to read.
@@ -88,6 +99,11 @@ impl SyncPool {
         for job in batch {
             jobs.send(job).expect("syncer threads are alive");
         }
+        Ok(sent)
+    }
+
+    /// Wait for the results of `sent` jobs: the first error, if any.
+    pub(crate) fn wait(&self, sent: usize) -> Result<()> {
         let mut first_error = None;
         for _ in 0..sent {
             let result = self.results.recv().expect("syncer threads are alive");

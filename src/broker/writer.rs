@@ -41,6 +41,20 @@ pub struct Appended {
     pub end_offset_bytes: u64,
 }
 
+/// A sync started by [`Broker::sync_begin`]: wait for it with [`Broker::sync_wait`] before
+/// telling anyone its partitions are durable. Dropping it unwaited is a caller bug (the
+/// pool's results are counted, so the next wait would read this one's).
+#[must_use = "a started sync must be waited for before anything is marked"]
+#[derive(Debug)]
+pub struct SyncInFlight {
+    /// The partitions being synced, in the order given.
+    pub partitions: Vec<u32>,
+    /// Per partition, the end of our appends this sync covers: published as the durable end
+    /// once it is done — never a later append's end, which this sync may not cover.
+    ends_bytes: Vec<Option<u64>>,
+    jobs: usize,
+}
+
 /// One per process: each partition's file held open for appending.
 ///
 /// Invariants: `files.len()` is the partition count (> 0); a partition's `known_end_bytes` is
@@ -247,6 +261,56 @@ impl Broker {
             (&p.file, &p.path)
         }))?;
         partitions.iter().try_for_each(|p| self.publish(*p))
+    }
+
+    /// Start syncing `partitions` on the syncer threads and return at once, so the caller can
+    /// claim and append its next batch meanwhile. Nothing is durable until
+    /// [`sync_wait`](Broker::sync_wait) returns Ok for this very [`SyncInFlight`]; what it
+    /// covers is what was written to those partitions before this call (a sync may also
+    /// cover later bytes, which is harmless), and only that becomes their durable end. One
+    /// sync in flight per broker at a time.
+    pub fn sync_begin(&mut self, partitions: &[u32]) -> Result<SyncInFlight> {
+        assert!(
+            !partitions.is_empty(),
+            "Broker::sync_begin: no partition to sync is a caller bug"
+        );
+        for partition in partitions {
+            assert!(
+                *partition < self.partitions(),
+                "Broker::sync_begin: partition {partition} out of range"
+            );
+        }
+        let threads = self.files.len();
+        let pool = self.syncers.get_or_insert_with(|| SyncPool::start(threads));
+        let files = &mut self.files;
+        let ends_bytes = partitions
+            .iter()
+            .map(|p| files[*p as usize].unpublished_end_bytes.take())
+            .collect();
+        let jobs = pool.submit(partitions.iter().map(|p| {
+            let p = &files[*p as usize];
+            (&p.file, &p.path)
+        }))?;
+        Ok(SyncInFlight {
+            partitions: partitions.to_vec(),
+            ends_bytes,
+            jobs,
+        })
+    }
+
+    /// Wait until the sync `in_flight` started is done, then publish each partition's durable
+    /// end as it stood at [`sync_begin`](Broker::sync_begin): Ok means they are durable and
+    /// readable.
+    pub fn sync_wait(&mut self, in_flight: SyncInFlight) -> Result<()> {
+        let pool = self.syncers.as_ref().expect("sync_begin started the pool");
+        pool.wait(in_flight.jobs)?;
+        for (partition, end_bytes) in in_flight.partitions.iter().zip(in_flight.ends_bytes) {
+            if let Some(end_bytes) = end_bytes {
+                let p = &mut self.files[*partition as usize];
+                p.durable.publish(end_bytes, &LockWait::patient())?;
+            }
+        }
+        Ok(())
     }
 
     /// [`write`](Broker::write) then [`sync`](Broker::sync): for callers that append one batch

@@ -7,52 +7,44 @@ use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::Result;
 use crate::clock::now_us;
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::outbox::cleanup::{self, CleanupConfig};
+use crate::outbox::layout::{self, Layout};
 use crate::outbox::segments;
 use crate::relay::Relay;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutboxLayout {
-    /// One `outbox` table (the default): cleaned by batched deletes.
-    Single,
-    /// Segment tables `outbox_seg_N` behind an `outbox` view: cleaned by DROP TABLE.
-    Partitioned,
-}
 
 /// The layout flags of `init`.
 #[derive(Args, Debug)]
 pub struct LayoutArgs {
     /// Chosen once, on an empty outbox; omitted, an existing directory keeps its layout.
     #[arg(long, value_enum)]
-    pub outbox_layout: Option<OutboxLayout>,
+    pub outbox_layout: Option<Layout>,
     /// Partitioned layout: events per segment table.
     #[arg(long, default_value_t = segments::DEFAULT_SEGMENT_ROWS)]
     pub segment_rows: i64,
 }
 
-/// Apply `init`'s layout choice to a directory `DataDir::init` just created or opened.
-/// Returns what to add to init's message: nothing for the default single table.
+/// Apply `init`'s layout choice (the policy is [`layout::choose`]) to a directory
+/// `DataDir::init` just created or opened. Returns what to add to init's message: nothing for
+/// the default single table.
 pub fn apply_layout(data: &DataDir, args: &LayoutArgs) -> Result<String> {
     // FULL: init runs once; nothing to gain from weaker durability.
     let mut conn = db::open(&data.orders_db(), Synchronous::Full)?;
-    let partitioned = segments::is_partitioned(&conn)?;
-    match (args.outbox_layout, partitioned) {
-        (Some(OutboxLayout::Partitioned), _) => {
-            segments::create_layout(&mut conn, args.segment_rows)?;
-            partitioned_note(&conn)
-        }
-        (Some(OutboxLayout::Single), true) => Err(crate::Error::Input(format!(
-            "{} has a partitioned outbox; refusing to switch it to a single table",
-            data.root.display()
-        ))),
-        (_, true) => partitioned_note(&conn),
-        (_, false) => Ok(String::new()),
+    let chosen =
+        layout::choose(&mut conn, args.outbox_layout, args.segment_rows).map_err(|e| match e {
+            crate::Error::Input(why) => {
+                crate::Error::Input(format!("{}: {why}", data.root.display()))
+            }
+            other => other,
+        })?;
+    match chosen {
+        Layout::Partitioned => partitioned_note(&conn),
+        Layout::Single => Ok(String::new()),
     }
 }
 

@@ -7,7 +7,6 @@
 //! a failed verification), 2 an operating error (printed on stderr).
 
 mod bench;
-mod bench_pipeline;
 mod bounds;
 mod checklab;
 mod cleanup;
@@ -98,9 +97,17 @@ pub enum Command {
         /// rows wait this long).
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
-        /// fdatasync the partitions of a pass in parallel threads (still all before marking).
-        #[arg(long)]
+        /// fdatasync the partitions of a pass in parallel threads, all before marking (the
+        /// default; the flag is kept so that older scripts still run).
+        #[arg(long, conflicts_with = "sync_in_turn")]
         sync_in_parallel: bool,
+        /// fdatasync the partitions of a pass one after another (slower; as before).
+        #[arg(long)]
+        sync_in_turn: bool,
+        /// Sync a batch while claiming and appending the next one; each batch is still marked
+        /// only after its own sync. A crash then may ship the batch in flight twice.
+        #[arg(long, conflicts_with = "sync_in_turn")]
+        overlap_sync: bool,
         /// Exit when no unpublished row remains.
         #[arg(long)]
         until_empty: bool,
@@ -124,6 +131,9 @@ pub enum Command {
         /// Exit once every partition has been read to its end.
         #[arg(long)]
         until_idle: bool,
+        /// Records applied per transaction at most (1: one transaction per record).
+        #[arg(long, default_value_t = ConsumerConfig::default().batch)]
+        batch: usize,
         #[command(flatten)]
         inbox: sweep::InboxArgs,
     },
@@ -188,6 +198,19 @@ pub enum LogWake {
     /// Doorbell on the partition's log file, --poll-ms as the fallback.
     Log,
 }
+
+/// The consumer's `--batch`: at least one record, at most [`MAX_CONSUMER_BATCH`].
+fn check_consumer_batch(batch: usize) -> Result<usize> {
+    if !(1..=MAX_CONSUMER_BATCH).contains(&batch) {
+        return Err(crate::Error::Input(format!(
+            "consume --batch must be between 1 and {MAX_CONSUMER_BATCH}, got {batch}"
+        )));
+    }
+    Ok(batch)
+}
+
+/// A consumer batch is one transaction: larger ones hold consumer.db's write lock too long.
+pub const MAX_CONSUMER_BATCH: usize = 100_000;
 
 /// `--batch`: at least one row, at most [`crate::outbox::claim::MAX_BATCH`].
 fn check_batch(batch: usize) -> Result<usize> {
@@ -291,7 +314,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             wake,
             batch,
             lease_ms,
-            sync_in_parallel,
+            sync_in_parallel: _, // the default
+            sync_in_turn,
+            overlap_sync,
             until_empty,
             cleanup: cleanup_args,
         } => {
@@ -306,7 +331,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
-                sync_in_parallel,
+                sync_in_parallel: !sync_in_turn,
+                overlap_sync,
                 ..RelayConfig::default()
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;
@@ -323,6 +349,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             poll_ms,
             wake,
             until_idle,
+            batch,
             inbox,
         } => {
             let data = open(&dir, "consumer")?;
@@ -335,6 +362,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     LogWake::Log => WakeMode::Doorbell,
                 },
                 until_idle,
+                batch: check_consumer_batch(batch)?,
                 ..ConsumerConfig::default()
             };
             inbox.apply_to(&mut config)?;

@@ -14,7 +14,6 @@ use crate::consumer::retention::{self, parse_duration_ms};
 use crate::consumer::{ConsumerConfig, RedeliveryHorizon, Retention, schema};
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Error};
-use crate::lab::inbox_bench::{self, BenchConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
@@ -120,46 +119,5 @@ pub fn run(args: SweepArgs) -> Result<ExitCode> {
     json["inbox_rows_left"] = left.into();
     json["retention"] = retention::fmt_ms(retention.retention_ms).into();
     out::line(json)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `bench inbox`: the inbox's size and sweep cost.
-#[derive(Args, Debug, Clone)]
-pub struct BenchInboxArgs {
-    /// Scratch directory for the benchmark's databases (default: under the temp dir).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Event rates, events per second, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [10u64, 100, 1000])]
-    pub rates: Vec<u64>,
-    /// Retention windows, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = parse_duration_ms, default_value = "1h,24h")]
-    pub windows: Vec<u64>,
-    /// How often the sweeper runs: one sweep deletes what aged out in this interval.
-    #[arg(long, value_parser = parse_duration_ms, default_value = "1m")]
-    pub sweep_every: u64,
-    /// Rows deleted per sweep transaction.
-    #[arg(long, default_value_t = 500)]
-    pub batch_rows: u32,
-    /// Skip combinations whose inbox would be bigger than this.
-    #[arg(long, default_value_t = 10_000_000)]
-    pub max_rows: u64,
-}
-
-pub fn bench(args: &BenchInboxArgs) -> Result<ExitCode> {
-    let dir = args.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("outbox-lab-bench-inbox-{}", std::process::id()))
-    });
-    let config = BenchConfig {
-        dir,
-        rates_per_s: args.rates.clone(),
-        windows_ms: args.windows.clone(),
-        sweep_every_ms: args.sweep_every,
-        batch_rows: args.batch_rows,
-        max_rows: args.max_rows,
-        events_per_aggregate: 3,
-    };
-    inbox_bench::run(&config, &mut std::io::stdout())?;
-    let _ = std::fs::remove_dir(&config.dir); // only if empty: never someone else's files
     Ok(ExitCode::SUCCESS)
 }

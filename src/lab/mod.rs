@@ -9,10 +9,9 @@
 //! - [`power_campaign`]: many power cuts ([`harness::power`]) across seeds, summed up;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
-//! - [`bench`](mod@bench), [`bench_pipeline`], [`inbox_bench`]: the benchmarks behind `outbox-lab bench`.
+//! - [`bench`](mod@bench): the benchmarks behind `outbox-lab bench`, one framework, one report type.
 
 pub mod bench;
-pub mod bench_pipeline;
 pub mod campaign;
 pub mod checker;
 pub mod claims;
@@ -20,7 +19,6 @@ pub mod compare;
 pub mod demo;
 pub mod fixture;
 pub mod harness;
-pub mod inbox_bench;
 pub mod inbox_demo;
 pub mod power_campaign;
 pub mod replicas;

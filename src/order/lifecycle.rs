@@ -69,6 +69,7 @@ impl OrderService {
             serde_json::json!({ "order_id": order_id, "status": to, "amount_cents": amount_cents });
         let (outbox_id, event_id) = outbox::insert_event(
             &tx,
+            self.layout,
             &order_id.to_string(),
             seq,
             event_type,

@@ -6,9 +6,11 @@
 //!   naive-publish-first  BEGIN; INSERT order; append event; COMMIT          (crash between: GHOST)
 //! ```
 //!
-//! Only the first is correct. The naive modes exist so the lab can show, with real crashes,
+//! Only the first is correct. It also commits the orders that arrive together as one group
+//! ([`group`]): one fsync for all of them, each still all-or-nothing with its event. The naive modes exist so the lab can show, with real crashes,
 //! what each ordering of a dual write gets wrong.
 
+pub mod group;
 pub mod input;
 pub mod lifecycle;
 pub mod naive;

@@ -4,13 +4,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 
 use crate::broker::Broker;
-use crate::crashpoint::{self, Point};
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Error, Result};
-use crate::event::ORDER_PLACED;
 use crate::order::OrderRequest;
-use crate::outbox;
-use crate::trace::Ev;
 
 /// How the service publishes `OrderPlaced`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +40,8 @@ pub struct OrderService {
     /// Only the naive modes append to the log themselves.
     pub(crate) broker: Option<Broker>,
     pub(crate) partitions: u32,
+    /// The outbox's layout, read once at open (see [`crate::outbox::layout`]).
+    pub(crate) layout: crate::outbox::Layout,
 }
 
 impl OrderService {
@@ -57,7 +55,9 @@ impl OrderService {
                 Some(Broker::open(&dir.broker_dir(), dir.partitions)?)
             }
         };
+        let layout = crate::outbox::Layout::of(&conn)?;
         Ok(OrderService {
+            layout,
             conn,
             mode,
             broker,
@@ -75,29 +75,11 @@ impl OrderService {
         }
     }
 
+    /// A group of one (see [`crate::order::group`]): the same transaction, savepoint and all.
     fn place_with_outbox(&mut self, request: &OrderRequest) -> Result<Placed> {
-        let now_us = crate::clock::now_us();
-        let tx = begin(&mut self.conn)?;
-        if let Some(existing) = find_existing(&tx, request)? {
-            return Ok(existing);
-        }
-        let order_id = insert_order(&tx, request, now_us)?;
-        let aggregate_id = order_id.to_string();
-        let payload = order_placed_payload(order_id, request);
-        let (outbox_id, event_id) =
-            outbox::insert_event(&tx, &aggregate_id, 1, ORDER_PLACED, &payload, now_us)?;
-        crashpoint::point(Point::OrderBeforeCommit);
-        tx.commit().ctx("committing order + outbox row")?;
-        crashpoint::point(Point::OrderAfterCommit);
-        crate::trace::emit(Ev::Placed, || {
-            serde_json::json!({ "event_id": event_id, "order_id": order_id, "outbox_id": outbox_id,
-                                "request_id": request.request_id, "mode": "outbox" })
-        });
-        Ok(Placed {
-            request_id: request.request_id.clone(),
-            order_id,
-            status: PlaceStatus::Placed,
-        })
+        let mut replies = self.place_group(std::slice::from_ref(request))?;
+        assert_eq!(replies.len(), 1, "a group of one has one reply");
+        replies.pop().expect("one reply").map_err(Error::Input)
     }
 }
 

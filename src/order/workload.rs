@@ -19,29 +19,39 @@ pub struct WorkloadTotals {
     pub shipped: u64,
 }
 
-/// Place `count` orders generated from `seed` (starting at index `first`); `reply` gets one
-/// JSON value per operation, as `place` prints them.
+/// What to generate: `count` orders from `seed`, starting at index `first`.
+#[derive(Debug, Clone, Copy)]
+pub struct Generated {
+    pub seed: u64,
+    pub first: u64,
+    pub count: u64,
+    /// Pay and ship earlier orders in between (one order at a time, then).
+    pub lifecycle: bool,
+    /// Orders per group commit when there is no lifecycle (all of them are waiting).
+    pub max_group: usize,
+}
+
+/// Place the generated orders; `reply` gets one JSON value per operation, as `place` prints
+/// them. Without a lifecycle every order is already waiting, so they go in full groups.
 pub fn run_generated(
     service: &mut OrderService,
-    seed: u64,
-    first: u64,
-    count: u64,
-    lifecycle: bool,
+    g: &Generated,
     mut reply: impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<WorkloadTotals> {
-    let mut rng = fastrand::Rng::with_seed(seed ^ 0x006c_6966_6563_7963);
+    assert!(g.max_group >= 1, "a group holds at least one order");
+    if !g.lifecycle {
+        return run_grouped(service, g, reply);
+    }
+    let mut rng = fastrand::Rng::with_seed(g.seed ^ 0x006c_6966_6563_7963);
     let mut totals = WorkloadTotals::default();
     let (mut placed, mut paid): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
-    for request in generate(seed, first, count) {
+    for request in generate(g.seed, g.first, g.count) {
         let outcome = service.place(&request)?;
         reply(serde_json::to_value(&outcome).expect("reply serialises"))?;
         if outcome.status == PlaceStatus::Duplicate {
             continue; // a replayed seed: its lifecycle happened the first time
         }
         totals.placed += 1;
-        if !lifecycle {
-            continue;
-        }
         placed.push(outcome.order_id);
         if rng.u8(..3) > 0 && !placed.is_empty() {
             let order_id = placed.swap_remove(rng.usize(..placed.len()));
@@ -53,6 +63,25 @@ pub fn run_generated(
             let order_id = paid.swap_remove(rng.usize(..paid.len()));
             transition(service, order_id, Transition::Ship, &mut reply)?;
             totals.shipped += 1;
+        }
+    }
+    Ok(totals)
+}
+
+fn run_grouped(
+    service: &mut OrderService,
+    g: &Generated,
+    mut reply: impl FnMut(serde_json::Value) -> Result<()>,
+) -> Result<WorkloadTotals> {
+    let mut totals = WorkloadTotals::default();
+    for group in generate(g.seed, g.first, g.count).chunks(g.max_group) {
+        for outcome in service.place_group(group)? {
+            // Generated orders are valid by construction: a refusal is a bug, not input.
+            let placed = outcome.map_err(|problem| {
+                crate::Error::Input(format!("a generated order was refused: {problem}"))
+            })?;
+            totals.placed += (placed.status == PlaceStatus::Placed) as u64;
+            reply(serde_json::to_value(&placed).expect("reply serialises"))?;
         }
     }
     Ok(totals)

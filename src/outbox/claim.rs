@@ -30,6 +30,7 @@ use rusqlite::{Connection, Row, params};
 use crate::clock::Clock;
 use crate::db::write_tx;
 use crate::error::{Context, Result};
+use crate::outbox::Layout;
 use crate::outbox::segments;
 
 /// Upper bound on a batch: one claim and one append must stay small and quick.
@@ -60,6 +61,8 @@ pub struct Claim {
     pub lease_until_us: i64,
     /// Sorted by id (RETURNING promises no order).
     pub rows: Vec<ClaimedRow>,
+    /// The layout the rows were claimed from: the mark goes to the same tables.
+    pub layout: Layout,
 }
 
 /// The claim in the single-table layout (`outbox::segments` builds the per-segment ones).
@@ -89,6 +92,7 @@ RETURNING id, event_id, aggregate_id, aggregate_seq, event_type, payload, create
 /// So the caller passes a [`Clock`] to read then, not a time read before.
 pub fn claim_batch(
     conn: &mut Connection,
+    layout: Layout,
     token: &str,
     clock: Clock,
     lease_ms: u64,
@@ -108,7 +112,7 @@ pub fn claim_batch(
             now_us,
             skew_horizon_us,
         };
-        if segments::is_partitioned(tx)? {
+        if layout == Layout::Partitioned {
             return segments::claim_rows(tx, token, &at, batch);
         }
         let mut stmt = tx.prepare_cached(CLAIM_SQL).ctx("preparing claim")?;
@@ -132,6 +136,7 @@ pub fn claim_batch(
         token: token.to_string(),
         lease_until_us,
         rows,
+        layout,
     })
 }
 
@@ -141,7 +146,7 @@ pub fn claim_batch(
 pub fn mark_published(conn: &mut Connection, claim: &Claim, clock: Clock) -> Result<usize> {
     write_tx(conn, |tx| {
         let now_us = clock.now_us();
-        if segments::is_partitioned(tx)? {
+        if claim.layout == Layout::Partitioned {
             return segments::mark_rows(tx, claim, now_us);
         }
         // One statement for the batch: the token is unique to this claim, so the id range
@@ -174,7 +179,7 @@ pub fn mark_published(conn: &mut Connection, claim: &Claim, clock: Clock) -> Res
 /// kept, so they are claimed again (by anyone) only when it runs out. Returns rows released.
 pub fn release_unshipped(conn: &mut Connection, claim: &Claim, ids: &[i64]) -> Result<usize> {
     write_tx(conn, |tx| {
-        if segments::is_partitioned(tx)? {
+        if claim.layout == Layout::Partitioned {
             return segments::release_rows(tx, &claim.token, ids);
         }
         let mut stmt = tx
@@ -208,8 +213,8 @@ pub(crate) fn claimed_row(r: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
 }
 
 /// Rows not yet published (including those under someone's lease), in either layout.
-pub fn unpublished_count(conn: &Connection) -> Result<u64> {
-    if segments::is_partitioned(conn)? {
+pub fn unpublished_count(conn: &Connection, layout: Layout) -> Result<u64> {
+    if layout == Layout::Partitioned {
         return segments::unpublished_count(conn);
     }
     conn.query_row(

@@ -173,7 +173,8 @@ pub fn run_paced(
     // Checked: an absurd retention saturates to "nothing is that old", never wraps into the
     // future (which would delete every published row).
     let cutoff_us = crate::clock::us_before(now_us, config.retention_ms);
-    if segments::is_partitioned(conn)? {
+    // Once per cleanup run (not per batch): the layout never changes under rows.
+    if crate::outbox::Layout::of(conn)? == crate::outbox::Layout::Partitioned {
         drop_segments(conn, config, cutoff_us, stop, pacer)
     } else {
         delete_batches(conn, config, cutoff_us, stop, pacer)

@@ -14,6 +14,7 @@
 
 pub mod claim;
 pub mod cleanup;
+pub mod layout;
 pub mod schema;
 pub mod segments;
 pub mod write;
@@ -22,4 +23,5 @@ pub use claim::{
     Claim, ClaimedRow, MAX_CLOCK_SKEW_MS, claim_batch, mark_published, release_unshipped,
     unpublished_count,
 };
+pub use layout::Layout;
 pub use write::insert_event;

@@ -57,7 +57,7 @@ CREATE INDEX {ine}{table}_unpublished_by_aggregate
 pub fn create(path: &Path) -> Result<()> {
     // FULL: init runs once; nothing to gain from weaker durability.
     let conn = db::create(path, Synchronous::Full)?;
-    if crate::outbox::segments::is_partitioned(&conn)? {
+    if crate::outbox::Layout::of(&conn)? == crate::outbox::Layout::Partitioned {
         // An earlier init chose the partitioned layout: everything exists, and `outbox` is a
         // view now (which a CREATE INDEX … ON outbox would refuse).
         return Ok(());

@@ -4,12 +4,14 @@ use rusqlite::{Transaction, params};
 
 use crate::error::{Context, Result};
 use crate::event::new_event_id;
+use crate::outbox::Layout;
 use crate::outbox::segments::{self, NewRow};
 
 /// Insert one event row in `tx` (the same transaction as the business change); returns
 /// `(outbox_id, event_id)`.
 pub fn insert_event(
     tx: &Transaction<'_>,
+    layout: Layout,
     aggregate_id: &str,
     aggregate_seq: i64,
     event_type: &str,
@@ -21,7 +23,7 @@ pub fn insert_event(
         "aggregate_seq starts at 1, got {aggregate_seq}"
     );
     let event_id = new_event_id();
-    if segments::is_partitioned(tx)? {
+    if layout == Layout::Partitioned {
         let payload = payload.to_string();
         let row = NewRow {
             event_id: &event_id,

@@ -25,6 +25,7 @@
 
 mod cleanup;
 mod lock_watch;
+mod overlap;
 mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::wake::{Waiter, WakeMode};
 
 pub use cleanup::CleanupSchedule;
-pub use pass::PassReport;
+pub use pass::{PassReport, record_json};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -53,6 +54,9 @@ pub struct RelayConfig {
     pub lease_ms: u64,
     /// fdatasync the partitions a pass touched in parallel threads instead of in turn.
     pub sync_in_parallel: bool,
+    /// Sync a batch while the next one is claimed and appended (see `overlap.rs`); syncs
+    /// run on the syncer threads, in parallel, whatever `sync_in_parallel` says.
+    pub overlap_sync: bool,
     /// The longest a batch waits for a partition's append lock before its rows are left to
     /// their lease and the pass moves on (never more than half the lease).
     pub lock_wait_ms: u64,
@@ -66,7 +70,10 @@ impl Default for RelayConfig {
             wake: WakeMode::Poll,
             batch: 100,
             lease_ms: 5_000,
-            sync_in_parallel: false,
+            // Parallel: the partitions' fdatasyncs overlap in the journal and the device
+            // (`bench relay` shows it several times faster than in turn at batch 100).
+            sync_in_parallel: true,
+            overlap_sync: false,
             // A healthy append holds the lock for µs, but on a loaded machine its holder can be
             // descheduled for 100s of ms; a full second is a frozen holder, not a slow one.
             lock_wait_ms: 1_000,
@@ -136,6 +143,10 @@ pub struct Relay {
     /// Random per relay process: with the pid and pass number it makes every claim's fencing
     /// token unique, even for a restarted relay that got a recycled pid.
     incarnation: u32,
+    /// The batch appended and syncing while the next is claimed (`overlap_sync` only).
+    in_flight: Option<overlap::InFlight>,
+    /// The outbox's layout, read once at open (see [`crate::outbox::layout`]).
+    layout: crate::outbox::Layout,
     /// Set by `with_cleanup`: the relay also removes old published rows.
     cleanup: Option<CleanupSchedule>,
     waiter: Waiter,
@@ -152,7 +163,10 @@ impl Relay {
         recover_partitions(&mut broker, &config)?;
         // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
         let waiter = Waiter::open(config.wake, &dir.root, "orders.db-wal")?;
+        let layout = crate::outbox::Layout::of(&conn)?;
         Ok(Relay {
+            in_flight: None,
+            layout,
             conn,
             broker,
             partitions: dir.partitions,
@@ -179,22 +193,32 @@ impl Relay {
             self.waiter.clear()?;
             let report = self.pass_until(stop)?;
             self.cleanup_if_due(stop)?;
-            if report.claimed > 0 {
+            if report.claimed + report.marked + report.fenced > 0 {
                 totals.add(&report);
+            } else {
+                totals.passes += 1;
+            }
+            if report.claimed > 0 {
                 continue;
             }
-            totals.passes += 1;
             if until_empty && self.unpublished_count()? == 0 {
                 break;
             }
             self.waiter.idle(stop, self.config.poll_ms)?;
+        }
+        // Stopped with a batch syncing (overlap_sync): it is durable soon, so mark it now
+        // rather than leave it for its lease to expire and a second copy to be shipped.
+        let mut last = PassReport::default();
+        self.finish_in_flight(&mut last)?;
+        if last.marked + last.fenced > 0 {
+            totals.add(&last);
         }
         Ok(totals)
     }
 
     /// Rows not yet published (including those under someone's lease).
     pub fn unpublished_count(&self) -> Result<u64> {
-        crate::outbox::unpublished_count(&self.conn)
+        crate::outbox::unpublished_count(&self.conn, self.layout)
     }
 }
 

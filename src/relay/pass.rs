@@ -9,9 +9,15 @@ use crate::broker::{LockWait, partition_of};
 use crate::clock::Clock;
 use crate::crashpoint::{self, Point};
 use crate::error::{Error, Result};
-use crate::outbox::{self, ClaimedRow};
+use crate::outbox::{self, Claim, ClaimedRow};
 use crate::relay::Relay;
 use crate::trace::{self, Ev};
+
+/// What [`Relay::append`] did: the partitions written, and the rows left to their lease.
+pub(super) struct Shipped {
+    pub(super) touched: Vec<u32>,
+    pub(super) unshipped: usize,
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassReport {
@@ -34,8 +40,46 @@ impl Relay {
         self.pass_until(&AtomicBool::new(false))
     }
 
-    /// One pass whose waits for append locks end early when `stop` is set (SIGTERM).
+    /// One pass whose waits for append locks end early when `stop` is set (SIGTERM). With
+    /// `overlap_sync` the pass overlaps its sync with the next claim (`relay/overlap.rs`).
     pub fn pass_until(&mut self, stop: &AtomicBool) -> Result<PassReport> {
+        if self.config.overlap_sync {
+            return self.overlapped_pass(stop);
+        }
+        let started = Instant::now();
+        let Some(claim) = self.claim_next()? else {
+            return Ok(PassReport::default());
+        };
+        let claimed_at = Instant::now();
+        let shipped = self.append(&claim, stop)?;
+        let appended_at = Instant::now();
+        // Durable before marked: the one ordering the relay must never break. Either way, every
+        // touched partition is synced before we go on.
+        if self.config.sync_in_parallel {
+            self.broker.sync_parallel(&shipped.touched)?;
+        } else {
+            for partition in &shipped.touched {
+                self.broker.sync(*partition)?;
+            }
+        }
+        self.synced(self.pass_no, &shipped.touched);
+        let synced_at = Instant::now();
+        let (marked, fenced) = self.mark(&claim, shipped.unshipped, self.pass_no)?;
+        Ok(PassReport {
+            claimed: claim.rows.len(),
+            marked,
+            fenced,
+            unshipped: shipped.unshipped,
+            partitions_touched: shipped.touched.len(),
+            claim_us: micros(claimed_at - started),
+            append_us: micros(appended_at - claimed_at),
+            sync_us: micros(synced_at - appended_at),
+            mark_us: micros(synced_at.elapsed()),
+        })
+    }
+
+    /// Claim the next batch under a fresh fencing token; `None` if there was nothing to claim.
+    pub(super) fn claim_next(&mut self) -> Result<Option<Claim>> {
         self.pass_no += 1;
         let token = format!(
             "{}/{}.{:08x}/{}",
@@ -44,9 +88,9 @@ impl Relay {
             self.incarnation,
             self.pass_no
         );
-        let started = Instant::now();
         let claim = outbox::claim_batch(
             &mut self.conn,
+            self.layout,
             &token,
             Clock::system(),
             self.config.lease_ms,
@@ -57,54 +101,50 @@ impl Relay {
             // pass that shipped rows — the count `OUTBOX_CRASH=relay.…@N` uses too. Its token
             // leased no row, so the next pass may reuse the number.
             self.pass_no -= 1;
-            return Ok(PassReport::default());
+            return Ok(None);
         }
         self.trace_claimed(&claim.rows);
         crashpoint::point(Point::RelayAfterClaim);
-        let claimed_at = Instant::now();
+        Ok(Some(claim))
+    }
 
+    /// Append the claim's records, one `write()` per partition; rows of a partition whose
+    /// append lock stayed busy are released to their lease, not appended.
+    pub(super) fn append(&mut self, claim: &Claim, stop: &AtomicBool) -> Result<Shipped> {
         let by_partition = self.group_by_partition(&claim.rows);
         let busy = self.append_all(&by_partition, stop)?;
-        let unshipped = self.release_busy(&claim, &by_partition, &busy)?;
+        let unshipped = self.release_busy(claim, &by_partition, &busy)?;
         crashpoint::point(Point::RelayAfterAppend);
-        let appended_at = Instant::now();
-
-        let touched: Vec<u32> = (0..self.partitions)
+        let touched = (0..self.partitions)
             .filter(|p| !by_partition[*p as usize].is_empty() && !busy.contains(p))
             .collect();
-        // Durable before marked: the one ordering the relay must never break. Either way, every
-        // touched partition is synced before we go on.
-        if self.config.sync_in_parallel {
-            self.broker.sync_parallel(&touched)?;
-        } else {
-            for partition in &touched {
-                self.broker.sync(*partition)?;
-            }
-        }
+        Ok(Shipped { touched, unshipped })
+    }
+
+    /// After the sync of pass `pass_no` returned Ok: trace it, then the crash point.
+    pub(super) fn synced(&self, pass_no: u64, touched: &[u32]) {
         trace::emit(
             Ev::Synced,
-            || json!({ "relay": self.config.name, "pass": self.pass_no, "partitions": touched }),
+            || json!({ "relay": self.config.name, "pass": pass_no, "partitions": touched }),
         );
         crashpoint::point(Point::RelayAfterSync);
-        let synced_at = Instant::now();
+    }
 
-        let marked = outbox::mark_published(&mut self.conn, &claim, Clock::system())?;
+    /// Mark the claim's appended rows published (only those whose lease is still ours);
+    /// returns (marked, fenced).
+    pub(super) fn mark(
+        &mut self,
+        claim: &Claim,
+        unshipped: usize,
+        pass_no: u64,
+    ) -> Result<(usize, usize)> {
+        let marked = outbox::mark_published(&mut self.conn, claim, Clock::system())?;
         let fenced = claim.rows.len() - unshipped - marked;
         trace::emit(Ev::Marked, || {
-            json!({ "relay": self.config.name, "pass": self.pass_no, "marked": marked, "fenced": fenced,
+            json!({ "relay": self.config.name, "pass": pass_no, "marked": marked, "fenced": fenced,
                     "event_ids": claim.rows.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>() })
         });
-        Ok(PassReport {
-            claimed: claim.rows.len(),
-            marked,
-            fenced,
-            unshipped,
-            partitions_touched: touched.len(),
-            claim_us: micros(claimed_at - started),
-            append_us: micros(appended_at - claimed_at),
-            sync_us: micros(synced_at - appended_at),
-            mark_us: micros(synced_at.elapsed()),
-        })
+        Ok((marked, fenced))
     }
 
     /// Append each partition's group, one batch each. A partition whose append lock stays busy
@@ -170,7 +210,7 @@ impl Relay {
     /// touch them; they keep their lease time and are claimed again when it runs out.
     fn release_busy(
         &mut self,
-        claim: &outbox::Claim,
+        claim: &Claim,
         by_partition: &[Vec<(String, Vec<u8>)>],
         busy: &[u32],
     ) -> Result<usize> {
@@ -248,7 +288,7 @@ pub fn record_json(row: &ClaimedRow, relay: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     d.as_micros() as u64
 }
 

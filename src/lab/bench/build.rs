@@ -39,7 +39,7 @@ impl Filler {
         // skipping every fsync is what makes a 10M-row build take seconds, not minutes.
         conn.execute_batch("PRAGMA synchronous=OFF; PRAGMA cache_size=-262144;")
             .ctx("PRAGMA synchronous=OFF, cache_size=256MB for the bulk build")?;
-        let partitioned = segments::is_partitioned(&conn)?;
+        let partitioned = crate::outbox::Layout::of(&conn)? == crate::outbox::Layout::Partitioned;
         Ok(Filler {
             conn,
             partitioned,

@@ -30,7 +30,7 @@ use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Result};
 use crate::lab::bench::build::{EventIds, Filler};
-use crate::lab::bench::{Report, Steps, Table, percentile, scratch};
+use crate::lab::bench::{Report, Steps, Table, TempDir, percentile};
 use crate::order::{Mode, OrderService, generate};
 use crate::outbox::cleanup::{self, CleanupConfig, CleanupReport, Pacer};
 use crate::outbox::segments;
@@ -84,6 +84,7 @@ impl Cleaner {
 
 pub fn run(p: &CleanupParams) -> Result<Report> {
     assert!(p.orders >= 1, "orders must be at least 1");
+    let load_at_start = crate::lab::bench::load_average();
     let mut steps = Steps::default();
     let mut phases = Vec::new();
     for partitioned in [false, true] {
@@ -145,12 +146,13 @@ pub fn run(p: &CleanupParams) -> Result<Report> {
             "bench cleanup: order write path (one order per tx, synchronous=FULL) with and without cleanup of {} old published rows",
             p.old_rows
         ),
-        table,
+        tables: vec![(String::new(), table)],
         results: results.into(),
         params: json!({ "old_rows": p.old_rows, "orders": p.orders, "orders_per_s": p.orders_per_s, "segment_rows": p.segment_rows,
             "rounds": p.rounds, "warm_up_orders": WARM_UP_ORDERS, "retention_ms": p.cleanup.retention_ms, "batch_rows": p.cleanup.batch_rows,
             "pause_ms": p.cleanup.pause_ms, "max_lock_share_pct": p.cleanup.max_lock_share_pct }),
         steps,
+        load_at_start,
         notes: vec![
             "target: p99 with cleanup within 1.2x of p99 without".into(),
             "cleaner busy s < the write phase means cleanup ran out of old rows before the orders were done".into(),
@@ -164,7 +166,8 @@ fn run_strategy(p: &CleanupParams, partitioned: bool, steps: &mut Steps) -> Resu
     } else {
         "batched-delete"
     };
-    let root = scratch(&p.dir, &format!("cleanup-{strategy}"))?;
+    let tmp = TempDir::new(&p.dir, &format!("cleanup-{strategy}"))?.keep(p.keep);
+    let root = tmp.path();
     let data = DataDir::init(&root.join("data"), crate::broker::DEFAULT_PARTITIONS)?;
     if partitioned {
         // FULL: a one-off layout change; nothing to gain from weaker durability.
@@ -222,9 +225,6 @@ fn run_strategy(p: &CleanupParams, partitioned: bool, steps: &mut Steps) -> Resu
         cleaning.1 += busy.1;
     }
     drop(service);
-    if !p.keep {
-        std::fs::remove_dir_all(&root).ctx(format!("removing {}", root.display()))?;
-    }
     Ok(vec![
         Phase {
             strategy,

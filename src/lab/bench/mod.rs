@@ -2,29 +2,100 @@
 //! shared 2-core machine; only side-by-side numbers from one run mean anything).
 //!
 //! ```text
-//!   outbox-lab bench <which> --dir SCRATCH [--json PATH] …
+//!   outbox-lab bench <which> [--dir SCRATCH] [--json PATH] [--keep] [--allow-debug] …
 //!        │
-//!        ├─ poll.rs     the claim of 100 as the outbox grows to 10M published rows
-//!        ├─ cleanup.rs  the order write path's p50/p99 with cleanup running vs not
-//!        └─ (yours)     a module returning a `Report`, plus one variant in cli/bench.rs
+//!        ├─ write.rs     orders/s: order row only │ outbox │ naive; group commit: size vs latency
+//!        ├─ relay.rs     relay events/s by batch and relay count, beside a bare relay
+//!        │               (floor.rs: one file, one fdatasync per batch, no lease — the floor)
+//!        ├─ consume.rs   consumer events/s, one transaction per record vs per batch
+//!        ├─ pipeline.rs  the whole pipeline as processes: sustained orders/s, commit → applied
+//!        ├─ latency.rs   commit → applied at a steady rate: polling vs doorbells
+//!        ├─ poll.rs      the claim of 100 as the outbox grows to 10M published rows
+//!        ├─ cleanup.rs   the order write path's p50/p99 with cleanup running vs not
+//!        ├─ inbox.rs     the inbox's size and sweep cost by event rate and retention
+//!        └─ (yours)      a module returning a `Report`, plus one variant in cli/bench.rs
 //!        ▼
-//!   Report ── emit ──▶ stdout: title, a Markdown table (pastes into docs/performance.md), notes
+//!   Report ── emit ──▶ stdout: title, load average, build profile, Markdown tables (they paste
+//!                      into docs/performance.md), notes
 //!                └──▶ --json PATH (or `-` for stdout): the same numbers, machine-readable
 //! ```
 //!
-//! Every benchmark builds its data in a scratch directory of its own under `--dir` and says
-//! how long each step took ([`Steps`]), so a slow run shows *where* it was slow.
+//! Why they are built this way:
+//!
+//! * **Side by side, in one run, interleaved.** These are shared 2-core machines: another
+//!   build can halve a number for ten seconds. Where a benchmark has rounds, each round runs
+//!   every variant once, in a rotated order ([`rotated`]), and a table reports the median over
+//!   rounds with the [min–max] spread ([`Spread`]), so a burst of load hits all variants alike
+//!   and shows up as spread, not as a difference. The load average is printed with every report.
+//! * **Release builds only.** A debug build is 10–50× slower in the parts that are CPU: its
+//!   figures would mislead, so every benchmark refuses to run on one unless `--allow-debug`
+//!   ([`refuse_debug_build`]); the build profile is printed with the figures either way.
+//! * **Trace off.** In-process runs never open `trace.jsonl`; child processes get
+//!   `OUTBOX_TRACE=0`. A benchmark of the trace would be a different benchmark.
+//! * **Durability as in production.** The order service commits with `synchronous=FULL`, the
+//!   relay syncs the log before marking, the consumer commits FULL: unless a table says
+//!   otherwise, a number here is the number of the real configuration.
+//! * **Bounded and tidy.** Every run has a size and a time limit; data lives in a scratch
+//!   directory ([`TempDir`]) deleted afterwards, whatever happens, unless `--keep`.
+//!
+//! Every benchmark says how long each step took ([`Steps`]), so a slow run shows *where*.
 
 pub mod build;
 pub mod cleanup;
+pub mod consume;
+pub mod floor;
+pub mod inbox;
+pub mod latency;
+pub mod pipeline;
 pub mod poll;
+pub mod relay;
+mod scratch;
+mod stats;
+pub mod write;
 
 use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
+
+pub use scratch::TempDir;
+pub use stats::{Spread, percentile, percentile_sorted, rotated};
+
+/// The profile this binary was built with, as cargo names it.
+pub fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// Benchmarks measure the release build; a debug build runs only when asked to.
+pub fn refuse_debug_build(allow_debug: bool) -> Result<()> {
+    if cfg!(debug_assertions) && !allow_debug {
+        return Err(Error::Input(
+            "this is a debug build: its figures would mislead (10-50x slower CPU paths). \
+             Build with `cargo build --release` and run target/release/outbox-lab, or pass \
+             --allow-debug to run anyway (a smoke test)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `/proc/loadavg`'s three load averages, or "?" off Linux.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "?".into())
+}
 
 /// A result table: one header, rows of already-formatted cells.
 #[derive(Debug, Clone)]
@@ -81,44 +152,85 @@ impl Table {
     }
 }
 
-/// What a benchmark hands back: printed as a table, written as JSON.
+/// What a benchmark hands back: printed as tables, written as JSON.
 #[derive(Debug)]
 pub struct Report {
     pub bench: &'static str,
     pub title: String,
-    pub table: Table,
-    /// The raw numbers behind the table (microseconds, counts), per row.
+    /// The tables, each under its heading (the first one's may be empty).
+    pub tables: Vec<(String, Table)>,
+    /// The raw numbers behind the tables (microseconds, counts), per row.
     pub results: Value,
     /// The parameters that produced it, so a run can be repeated.
     pub params: Value,
     /// How long each setup/measurement step took.
     pub steps: Steps,
     pub notes: Vec<String>,
+    /// The load average when the benchmark started (another is read when it is printed).
+    pub load_at_start: String,
 }
 
 impl Report {
-    pub fn to_json(&self) -> Value {
+    /// An empty report; call it when the benchmark starts (it reads the load average).
+    pub fn new(bench: &'static str, title: String, params: Value) -> Report {
+        Report {
+            bench,
+            title,
+            tables: Vec::new(),
+            results: Value::Null,
+            params,
+            steps: Steps::default(),
+            notes: Vec::new(),
+            load_at_start: load_average(),
+        }
+    }
+
+    fn context_line(&self, load_at_end: &str) -> String {
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        format!(
+            "load average {} at start, {load_at_end} at end · {cpus} CPUs · {} build · trace off",
+            self.load_at_start,
+            build_profile()
+        )
+    }
+
+    pub fn to_json(&self, load_at_end: &str) -> Value {
+        let tables: Vec<Value> = self
+            .tables
+            .iter()
+            .map(|(heading, t)| json!({ "heading": heading, "columns": t.columns, "rows": t.rows }))
+            .collect();
         json!({
             "bench": self.bench,
             "title": self.title,
             "params": self.params,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "columns": self.table.columns,
-            "rows": self.table.rows,
+            "build_profile": build_profile(),
+            "load_average_at_start": self.load_at_start,
+            "load_average_at_end": load_at_end,
+            "tables": tables,
             "results": self.results,
             "steps": self.steps.to_json(),
             "notes": self.notes,
         })
     }
 
-    /// Print the table (and notes) on stdout; JSON to `json_path` (`-`: stdout, after it).
+    /// Print the tables (and notes) on stdout; JSON to `json_path` (`-`: stdout, after it).
     pub fn emit(&self, json_path: Option<&Path>) -> Result<()> {
-        println!("{}\n", self.title);
-        print!("{}", self.table.render());
+        let load_at_end = load_average();
+        println!("{}", self.title);
+        println!("{}\n", self.context_line(&load_at_end));
+        for (heading, table) in &self.tables {
+            if !heading.is_empty() {
+                println!("{heading}");
+            }
+            println!("{}", table.render());
+        }
         for note in &self.notes {
             println!("- {note}");
         }
-        let text = serde_json::to_string_pretty(&self.to_json()).expect("report serialises");
+        let text =
+            serde_json::to_string_pretty(&self.to_json(&load_at_end)).expect("report serialises");
         match json_path {
             None => Ok(()),
             Some(p) if p == Path::new("-") => {
@@ -153,23 +265,4 @@ impl Steps {
             .map(|(name, secs)| json!({ "step": name, "seconds": secs }))
             .collect()
     }
-}
-
-/// The `p`-th percentile (0..=100) of `samples`, nearest-rank; sorts in place.
-pub fn percentile(samples: &mut [u64], p: f64) -> u64 {
-    assert!(!samples.is_empty(), "percentile of no samples");
-    assert!((0.0..=100.0).contains(&p), "percentile {p} outside 0..=100");
-    samples.sort_unstable();
-    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
-    samples[rank.clamp(1, samples.len()) - 1]
-}
-
-/// A fresh scratch directory `base/name`, removed first if a previous run left it.
-pub fn scratch(base: &Path, name: &str) -> Result<std::path::PathBuf> {
-    let dir = base.join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).ctx(format!("removing old {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(&dir).ctx(format!("creating {}", dir.display()))?;
-    Ok(dir)
 }

@@ -21,7 +21,7 @@ use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Result};
 use crate::lab::bench::build::{EventIds, Filler};
-use crate::lab::bench::{Report, Steps, Table, percentile, scratch};
+use crate::lab::bench::{Report, Steps, Table, TempDir, percentile};
 use crate::outbox::{self, segments};
 
 pub const SIZES: [u64; 4] = [10_000, 100_000, 1_000_000, 10_000_000];
@@ -51,6 +51,7 @@ struct Measured {
 
 pub fn run(p: &PollParams) -> Result<Report> {
     assert!(p.claims_per_size >= 1, "claims_per_size must be at least 1");
+    let load_at_start = crate::lab::bench::load_average();
     let mut steps = Steps::default();
     let mut measured = Vec::new();
     for layout in &p.layouts {
@@ -102,11 +103,12 @@ pub fn run(p: &PollParams) -> Result<Report> {
             "bench poll: claim of a batch of {} (BEGIN IMMEDIATE … UPDATE … RETURNING … COMMIT, synchronous=NORMAL) as the outbox grows",
             p.batch
         ),
-        table,
+        tables: vec![(String::new(), table)],
         results: results.into(),
         params: json!({ "max_rows": p.max_rows, "claims_per_size": p.claims_per_size,
                         "batch": p.batch, "layouts": layout_names(&p.layouts) }),
         steps,
+        load_at_start,
         notes: vec![
             "read down a column: does a claim slow down as published rows pile up? Flat means the partial index keeps old rows out of the claim's way".into(),
             "poll = the claim's read alone (which rows: partial index + per-order head check), read-only; claim = poll + lease UPDATE of 100 rows + COMMIT".into(),
@@ -137,7 +139,8 @@ fn sizes(max_rows: u64) -> Vec<u64> {
 
 fn run_layout(p: &PollParams, layout: Option<i64>, steps: &mut Steps) -> Result<Vec<Measured>> {
     let name = layout_name(layout);
-    let root = scratch(&p.dir, &format!("poll-{}", name.replace('/', "-")))?;
+    let tmp = TempDir::new(&p.dir, &format!("poll-{name}"))?.keep(p.keep);
+    let root = tmp.path();
     let data = DataDir::init(&root.join("data"), crate::broker::DEFAULT_PARTITIONS)?;
     if let Some(segment_rows) = layout {
         // FULL: a one-off layout change; nothing to gain from weaker durability.
@@ -189,9 +192,6 @@ fn run_layout(p: &PollParams, layout: Option<i64>, steps: &mut Steps) -> Result<
     }
     drop(filler);
     drop(relay);
-    if !p.keep {
-        std::fs::remove_dir_all(&root).ctx(format!("removing {}", root.display()))?;
-    }
     Ok(out)
 }
 
@@ -199,9 +199,10 @@ fn run_layout(p: &PollParams, layout: Option<i64>, steps: &mut Steps) -> Result<
 type Samples = (Vec<u64>, Vec<u64>, Vec<u64>);
 fn claims(conn: &mut rusqlite::Connection, count: usize, batch: usize) -> Result<Samples> {
     let (mut poll_us, mut claim_us, mut mark_us) = (Vec::new(), Vec::new(), Vec::new());
+    let layout = outbox::Layout::of(conn)?; // once, as the relay does
     for i in 0..count {
         let started = Instant::now();
-        let polled = poll(conn, batch)?;
+        let polled = poll(conn, layout, batch)?;
         poll_us.push(started.elapsed().as_micros() as u64);
         assert_eq!(
             polled, batch,
@@ -209,7 +210,7 @@ fn claims(conn: &mut rusqlite::Connection, count: usize, batch: usize) -> Result
         );
         let token = format!("bench/{}/{i}", std::process::id());
         let started = Instant::now();
-        let claim = outbox::claim_batch(conn, &token, Clock::system(), LEASE_MS, batch)?;
+        let claim = outbox::claim_batch(conn, layout, &token, Clock::system(), LEASE_MS, batch)?;
         claim_us.push(started.elapsed().as_micros() as u64);
         assert_eq!(
             claim.rows.len(),
@@ -226,8 +227,8 @@ fn claims(conn: &mut rusqlite::Connection, count: usize, batch: usize) -> Result
 
 /// The claim's read alone, run read-only: which `batch` rows would it take? The SELECT is cut
 /// out of the claim's own SQL, so it cannot drift from what the relay runs.
-fn poll(conn: &rusqlite::Connection, batch: usize) -> Result<usize> {
-    let claim_sql = if segments::is_partitioned(conn)? {
+fn poll(conn: &rusqlite::Connection, layout: outbox::Layout, batch: usize) -> Result<usize> {
+    let claim_sql = if layout == outbox::Layout::Partitioned {
         let active = segments::active_segments(conn)?;
         let first = *active.first().expect("a backlog means an active segment");
         segments::claim_sql(first, &active[..1])

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::lab::bench::Table;
-use crate::lab::bench_pipeline::load_average;
+use crate::lab::bench::load_average;
 use crate::lab::campaign::{Campaign, RunResult};
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -62,16 +62,6 @@ pub fn table(seg: i64) -> String {
     format!("outbox_seg_{seg}")
 }
 
-/// Is `orders.db` in the partitioned layout? One lookup in the (cached) schema.
-pub fn is_partitioned(conn: &Connection) -> Result<bool> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'outbox_segments')",
-    )
-    .ctx("preparing layout lookup")?
-    .query_row([], |r| r.get(0))
-    .ctx("looking up the outbox layout")
-}
-
 /// Switch a fresh `orders.db` to the partitioned layout (idempotent for the same
 /// `segment_rows`). Refuses an outbox that already holds rows: moving them is a migration,
 /// not an `init`.
@@ -82,7 +72,7 @@ pub fn create_layout(conn: &mut Connection, segment_rows: i64) -> Result<()> {
         )));
     }
     write_tx(conn, |tx| {
-        if is_partitioned(tx)? {
+        if crate::outbox::Layout::of(tx)? == crate::outbox::Layout::Partitioned {
             let existing = segment_rows_of(tx)?;
             if existing != segment_rows {
                 return Err(Error::Input(format!(

@@ -1,5 +1,5 @@
 //! `bench inbox`: how big the inbox gets and what sweeping it costs, at a few event rates and
-//! retention windows. (To move under `bench inbox` once the bench framework lands.)
+//! retention windows.
 //!
 //! ```text
 //!   for each (rate, window):
@@ -16,7 +16,6 @@
 //! skipped and says so (its size is then rate × window × the bytes per row measured elsewhere).
 //! Absolute times are noise on these machines; compare rows within one run.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, params};
@@ -28,11 +27,12 @@ use crate::consumer::{RedeliveryHorizon, schema};
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Result};
 use crate::event::new_event_id;
+use crate::lab::bench::{Report, Table, TempDir};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     /// Scratch directory: one consumer.db per combination, deleted after it is measured.
-    pub dir: PathBuf,
+    pub scratch: PathBuf,
     pub rates_per_s: Vec<u64>,
     pub windows_ms: Vec<u64>,
     pub sweep_every_ms: u64,
@@ -60,29 +60,40 @@ pub struct BenchRow {
     pub skipped: Option<String>,
 }
 
-/// Run every combination, print the table to `out`, then the rows as one JSON line.
-pub fn run(config: &BenchConfig, out: &mut dyn Write) -> Result<Vec<BenchRow>> {
+/// Run every combination; one table row each.
+pub fn run(config: &BenchConfig) -> Result<Report> {
     assert!(config.batch_rows >= 1, "batch_rows must be >= 1");
     assert!(
         config.events_per_aggregate >= 1,
         "events_per_aggregate must be >= 1"
     );
-    std::fs::create_dir_all(&config.dir).ctx(format!("creating {}", config.dir.display()))?;
+    let mut report = Report::new(
+        "inbox",
+        format!(
+            "bench inbox: inbox size and sweep cost (sweep every {}, {} rows per transaction)",
+            fmt_ms(config.sweep_every_ms),
+            config.batch_rows
+        ),
+        serde_json::json!({ "sweep_every_ms": config.sweep_every_ms,
+            "batch_rows": config.batch_rows, "max_rows": config.max_rows }),
+    );
+    let tmp = TempDir::new(&config.scratch, "inbox")?;
     let mut rows = Vec::new();
     for &window_ms in &config.windows_ms {
         for &rate_per_s in &config.rates_per_s {
-            let row = measure(config, rate_per_s, window_ms)?;
+            let row = report.steps.time(
+                format!("{rate_per_s} events/s, window {}", fmt_ms(window_ms)),
+                || measure(config, tmp.path(), rate_per_s, window_ms),
+            )?;
             rows.push(row);
         }
     }
-    print_table(config, &rows, out).ctx("printing the table")?;
-    let json = serde_json::json!({ "bench": "inbox", "sweep_every_ms": config.sweep_every_ms,
-        "batch_rows": config.batch_rows, "rows": rows });
-    writeln!(out, "{json}").ctx("printing JSON")?;
-    Ok(rows)
+    report.tables.push((String::new(), table(&rows)));
+    report.results = serde_json::to_value(&rows).expect("rows serialise");
+    Ok(report)
 }
 
-fn measure(config: &BenchConfig, rate_per_s: u64, window_ms: u64) -> Result<BenchRow> {
+fn measure(config: &BenchConfig, dir: &Path, rate_per_s: u64, window_ms: u64) -> Result<BenchRow> {
     let inbox_rows = rate_per_s * (window_ms + config.sweep_every_ms) / 1_000;
     let mut row = BenchRow {
         rate_per_s,
@@ -97,9 +108,7 @@ fn measure(config: &BenchConfig, rate_per_s: u64, window_ms: u64) -> Result<Benc
         ));
         return Ok(row);
     }
-    let path = config
-        .dir
-        .join(format!("inbox-{rate_per_s}-{window_ms}.db"));
+    let path = dir.join(format!("inbox-{rate_per_s}-{window_ms}.db"));
     remove_db(&path);
     schema::create(&path)?;
     let now_us = Clock::system().now_us();
@@ -207,20 +216,8 @@ fn remove_db(path: &Path) {
     }
 }
 
-fn print_table(
-    config: &BenchConfig,
-    rows: &[BenchRow],
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "inbox size and sweep cost (sweep every {}, {} rows per transaction)",
-        fmt_ms(config.sweep_every_ms),
-        config.batch_rows
-    )?;
-    writeln!(
-        out,
-        "{:>7} {:>6} {:>11} {:>10} {:>9} {:>7} | {:>8} {:>7} {:>9} {:>10} {:>9} | {:>10} {:>9}",
+fn table(rows: &[BenchRow]) -> Table {
+    let mut table = Table::new(&[
         "ev/s",
         "window",
         "inbox rows",
@@ -233,37 +230,34 @@ fn print_table(
         "mean tx ms",
         "max tx ms",
         "guard rows",
-        "guard MiB"
-    )?;
+        "guard MiB",
+    ]);
     for r in rows {
         let window = fmt_ms(r.window_ms);
         if let Some(why) = &r.skipped {
-            writeln!(
-                out,
-                "{:>7} {:>6} {:>11}   skipped: {why}",
-                r.rate_per_s, window, r.inbox_rows
-            )?;
+            let mut cells = vec![r.rate_per_s.to_string(), window, r.inbox_rows.to_string()];
+            cells.push(format!("skipped: {why}"));
+            cells.resize(13, String::new());
+            table.push(cells);
             continue;
         }
-        writeln!(
-            out,
-            "{:>7} {:>6} {:>11} {:>10.1} {:>9.1} {:>7.1} | {:>8} {:>7} {:>9.1} {:>10.2} {:>9.2} | {:>10} {:>9.1}",
-            r.rate_per_s,
+        table.push(vec![
+            r.rate_per_s.to_string(),
             window,
-            r.inbox_rows,
-            mib(r.inbox_bytes),
-            mib(r.sweep_index_bytes),
-            r.bytes_per_row,
-            r.sweep_rows,
-            r.sweep_batches,
-            r.sweep_ms,
-            r.sweep_ms / r.sweep_batches.max(1) as f64,
-            r.max_batch_ms,
-            r.guard_rows,
-            mib(r.guard_bytes)
-        )?;
+            r.inbox_rows.to_string(),
+            format!("{:.1}", mib(r.inbox_bytes)),
+            format!("{:.1}", mib(r.sweep_index_bytes)),
+            format!("{:.1}", r.bytes_per_row),
+            r.sweep_rows.to_string(),
+            r.sweep_batches.to_string(),
+            format!("{:.1}", r.sweep_ms),
+            format!("{:.2}", r.sweep_ms / r.sweep_batches.max(1) as f64),
+            format!("{:.2}", r.max_batch_ms),
+            r.guard_rows.to_string(),
+            format!("{:.1}", mib(r.guard_bytes)),
+        ]);
     }
-    Ok(())
+    table
 }
 
 fn mib(bytes: u64) -> f64 {

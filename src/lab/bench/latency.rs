@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Spread, TempDir, percentile, print_table, rotated};
+use super::{Report, Spread, Table, TempDir, percentile_sorted as percentile, rotated};
 use crate::datadir::DataDir;
 use crate::db::{self, Synchronous};
 use crate::error::{Context, Error, Result};
@@ -39,6 +39,8 @@ pub struct LatencyBench {
     pub duration_ms: u64,
     pub rounds: usize,
     pub seed: u64,
+    /// Where the scratch data directories go.
+    pub scratch: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +78,7 @@ struct Percentiles {
     max_ms: f64,
 }
 
-pub fn run(bench: &LatencyBench) -> Result<Value> {
+pub fn run(bench: &LatencyBench) -> Result<Report> {
     assert!(
         (1..=MAX_RATE_PER_S).contains(&bench.rate_per_s),
         "rate outside 1..={MAX_RATE_PER_S}"
@@ -89,8 +91,12 @@ pub fn run(bench: &LatencyBench) -> Result<Value> {
         (1..=MAX_ROUNDS).contains(&bench.rounds),
         "rounds outside 1..={MAX_ROUNDS}"
     );
-    let mut out = super::header(
-        "bench latency",
+    let mut report = Report::new(
+        "latency",
+        format!(
+            "bench latency: commit → applied at {} orders/s for {} ms, {} rounds",
+            bench.rate_per_s, bench.duration_ms, bench.rounds
+        ),
         json!({ "rate_per_s": bench.rate_per_s, "duration_ms": bench.duration_ms,
                 "rounds": bench.rounds, "order_service": "synchronous=FULL, one order per tx" }),
     );
@@ -98,15 +104,22 @@ pub fn run(bench: &LatencyBench) -> Result<Value> {
     for round in 0..bench.rounds {
         for i in rotated(&[0, 1, 2], round) {
             let seed = bench.seed + round as u64;
-            runs[i].push(run_once(VARIANTS[i], bench, seed)?);
+            let run = report
+                .steps
+                .time(format!("round {round}: {}", VARIANTS[i].name), || {
+                    run_once(VARIANTS[i], bench, seed)
+                })?;
+            runs[i].push(run);
         }
     }
-    out["results"] = table(&runs);
-    Ok(out)
+    let (table, rows) = table(&runs);
+    report.tables.push((String::new(), table));
+    report.results = rows;
+    Ok(report)
 }
 
 fn run_once(variant: Variant, bench: &LatencyBench, seed: u64) -> Result<Percentiles> {
-    let tmp = TempDir::new("latency")?;
+    let tmp = TempDir::new(&bench.scratch, "latency")?;
     let root = tmp.path().join("data");
     let data = DataDir::init(&root, crate::broker::DEFAULT_PARTITIONS)?;
     let dir = root.to_str().expect("temp paths are UTF-8").to_string();
@@ -118,7 +131,7 @@ fn run_once(variant: Variant, bench: &LatencyBench, seed: u64) -> Result<Percent
     )?;
     std::thread::sleep(Duration::from_millis(SETTLE_MS));
     let placed = place_steadily(&data, bench, seed)?;
-    wait_applied(&data, placed)?;
+    wait_applied(&data, placed, DRAIN_LIMIT_MS)?;
     relay.stop()?;
     consumer.stop()?;
     percentiles(&latencies_ms(&data)?)
@@ -140,9 +153,9 @@ fn place_steadily(data: &DataDir, bench: &LatencyBench, seed: u64) -> Result<u64
     Ok(count)
 }
 
-fn wait_applied(data: &DataDir, placed: u64) -> Result<()> {
+pub(super) fn wait_applied(data: &DataDir, placed: u64, limit_ms: u64) -> Result<()> {
     let conn = db::open(&data.consumer_db(), Synchronous::Normal)?; // reads only
-    let deadline = Instant::now() + Duration::from_millis(DRAIN_LIMIT_MS);
+    let deadline = Instant::now() + Duration::from_millis(limit_ms);
     loop {
         let applied: i64 = conn
             .query_row("SELECT count(*) FROM effects", [], |r| r.get(0))
@@ -152,7 +165,7 @@ fn wait_applied(data: &DataDir, placed: u64) -> Result<()> {
         }
         if Instant::now() > deadline {
             return Err(Error::Input(format!(
-                "only {applied} of {placed} orders applied {DRAIN_LIMIT_MS} ms after the last one"
+                "only {applied} of {placed} orders applied {limit_ms} ms after the last one"
             )));
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -187,8 +200,8 @@ fn percentiles(latencies_ms: &[f64]) -> Result<Percentiles> {
     })
 }
 
-fn table(runs: &[Vec<Percentiles>]) -> Value {
-    let mut rows = Vec::new();
+fn table(runs: &[Vec<Percentiles>]) -> (Table, Value) {
+    let mut table = Table::new(&["variant", "orders", "p50 ms", "p90 ms", "p99 ms", "max ms"]);
     let mut json_rows = Vec::new();
     for (variant, runs) in VARIANTS.iter().zip(runs) {
         let of = |f: fn(&Percentiles) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
@@ -199,7 +212,7 @@ fn table(runs: &[Vec<Percentiles>]) -> Value {
             of(|p| p.max_ms),
         );
         let orders: usize = runs.iter().map(|p| p.orders).sum();
-        rows.push(vec![
+        table.push(vec![
             variant.name.to_string(),
             orders.to_string(),
             p50.show(1),
@@ -212,23 +225,21 @@ fn table(runs: &[Vec<Percentiles>]) -> Value {
             "p90_ms": p90, "p99_ms": p99, "max_ms": max, "by_round": runs }),
         );
     }
-    print_table(
-        &["variant", "orders", "p50 ms", "p90 ms", "p99 ms", "max ms"],
-        &rows,
-    );
-    Value::Array(json_rows)
+    (table, Value::Array(json_rows))
 }
 
 /// A child `outbox-lab` (this very program, re-executed), stopped by SIGTERM to its pid.
-struct Running {
+pub(super) struct Running {
     child: Child,
     stderr_path: std::path::PathBuf,
 }
 
 impl Running {
-    fn start(logs: &std::path::Path, args: &[&str], more: &[&str]) -> Result<Running> {
+    pub(super) fn start(logs: &std::path::Path, args: &[&str], more: &[&str]) -> Result<Running> {
         let exe = std::env::current_exe().ctx("finding current_exe() to re-execute")?;
-        let stderr_path = logs.join(format!("{}.stderr", args[0]));
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stderr_path = logs.join(format!("{}-{n}.stderr", args[0]));
         let stderr = std::fs::File::create(&stderr_path)
             .ctx(format!("creating {}", stderr_path.display()))?;
         let child = Command::new(exe)
@@ -245,7 +256,7 @@ impl Running {
         Ok(Running { child, stderr_path })
     }
 
-    fn stop(mut self) -> Result<()> {
+    pub(super) fn stop(mut self) -> Result<()> {
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let status = self.child.wait().ctx("waiting for a benchmark child")?;
