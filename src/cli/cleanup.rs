@@ -3,6 +3,7 @@
 //! init: a single `outbox` table is cleaned by batched deletes, a partitioned one by dropping
 //! whole segments.
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -113,10 +114,7 @@ pub fn run(args: CleanupArgs) -> Result<ExitCode> {
     let mut conn = db::open(&data.orders_db(), Synchronous::Normal)?;
     let stop = super::stop_flag()?;
     let report = cleanup::run(&mut conn, &config, now_us(), &stop)?;
-    println!(
-        "{}",
-        serde_json::to_string(&report).expect("report serialises")
-    );
+    out::line(serde_json::to_string(&report).expect("report serialises"))?;
     Ok(ExitCode::SUCCESS)
 }
 

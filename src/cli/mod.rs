@@ -12,12 +12,12 @@ mod checklab;
 mod cleanup;
 mod lab;
 mod lag;
+mod out;
 mod parking;
 mod place;
 mod power;
 mod sweep;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,7 +27,6 @@ use clap::{Parser, Subcommand};
 
 use crate::consumer::{self, ConsumerConfig};
 use crate::datadir::DataDir;
-use crate::error::Context;
 use crate::lab::checker;
 use crate::relay::{Relay, RelayConfig};
 use crate::wake::{self, WakeMode};
@@ -273,6 +272,8 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
             source: e,
         })?;
     }
+    // Lock waits deep in the broker that were handed no flag (a durable-end publish) stop too.
+    broker::set_process_stop(&stop);
     Ok(stop)
 }
 
@@ -296,11 +297,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let data = DataDir::init(&dir, partitions)?;
             let layout = cleanup::apply_layout(&data, &layout)?;
-            println!(
+            out::line(format_args!(
                 "initialised {} with {} partitions{layout}",
                 data.root.display(),
                 data.partitions
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Place(args) => place::run(args),
@@ -377,12 +378,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let data = DataDir::open(&dir)?;
             let report = checker::check(&data, &group)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("report serialises")
-                );
+                out::line(serde_json::to_string(&report).expect("report serialises"))?;
             } else {
-                print!("{}", report.to_text());
+                out::text(report.to_text())?;
             }
             Ok(if report.ok() {
                 ExitCode::SUCCESS
@@ -391,9 +389,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::CrashPoints => {
-            let mut out = std::io::stdout().lock();
             for point in crashpoint::Point::ALL {
-                writeln!(out, "{:<22} {}", point.name(), point.shows()).ctx("writing to stdout")?;
+                out::line(format_args!("{:<22} {}", point.name(), point.shows()))?;
             }
             Ok(ExitCode::SUCCESS)
         }
