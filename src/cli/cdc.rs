@@ -125,12 +125,9 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         )));
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&status).expect("status serialises")
-        );
+        super::out::line(serde_json::to_string(&status).expect("status serialises"))?;
     } else {
-        print!("{}", status.to_text());
+        super::out::text(status.to_text())?;
     }
     Ok(ExitCode::SUCCESS)
 }
