@@ -17,8 +17,10 @@
 //! Kafka counts it to the high-water mark: bytes past the durable end wait for a sync, not for
 //! the consumer (and may be torn, so they are not parsed).
 //!
-//! Not shown, and said so in the output: *parked* aggregates. This consumer parks none; the
-//! column prints `n/a` rather than a guess.
+//! Last, the orders the consumer *parked* (a rule refused an event; see
+//! [`crate::consumer::parking`]): how many, how many later events wait behind them, and how
+//! long the oldest has waited for an operator. Unlike lag, a parked order does not drain by
+//! itself: only `outbox-lab release` moves it.
 
 use std::path::Path;
 
@@ -27,6 +29,7 @@ use serde::Serialize;
 
 use crate::broker::{self, LogReader};
 use crate::clock::Clock;
+use crate::consumer::parking;
 use crate::datadir::DataDir;
 use crate::error::{Context, Result};
 use crate::outbox::segments;
@@ -60,8 +63,11 @@ pub struct Lag {
     pub partitions: Vec<PartitionLag>,
     pub inbox_rows: u64,
     pub oldest_inbox_age_ms: Option<u64>,
-    /// Aggregates the consumer set aside; None: this consumer does not park any.
-    pub parked_aggregates: Option<u64>,
+    /// Orders stopped at a parked event (until `outbox-lab release`).
+    pub parked_aggregates: u64,
+    /// Their later events, waiting behind the parked one.
+    pub parked_waiting_events: u64,
+    pub oldest_parked_age_ms: Option<u64>,
 }
 
 impl Lag {
@@ -84,6 +90,7 @@ pub fn measure(data: &DataDir, group: &str, clock: Clock) -> Result<Lag> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .ctx("reading the inbox")?;
+    let held = parking::held_summary(&consumer)?;
     let partitions = (0..data.partitions)
         .map(|p| partition_lag(&data.broker_dir(), group, p))
         .collect::<Result<Vec<_>>>()?;
@@ -94,7 +101,9 @@ pub fn measure(data: &DataDir, group: &str, clock: Clock) -> Result<Lag> {
         partitions,
         inbox_rows: inbox_rows.max(0) as u64,
         oldest_inbox_age_ms: age_ms(oldest_inbox_us),
-        parked_aggregates: None,
+        parked_aggregates: held.aggregates,
+        parked_waiting_events: held.waiting_events,
+        oldest_parked_age_ms: age_ms(held.oldest_parked_at_us),
     })
 }
 
@@ -163,6 +172,7 @@ pub struct Thresholds {
     pub max_unpublished: Option<u64>,
     pub max_unpublished_age_ms: Option<u64>,
     pub max_lag_records: Option<u64>,
+    pub max_parked: Option<u64>,
 }
 
 impl Thresholds {
@@ -181,6 +191,12 @@ impl Thresholds {
                 "oldest unpublished row {age} ms old > --max-unpublished-age-ms {max}"
             ));
         }
+        if let Some(max) = self.max_parked.filter(|m| lag.parked_aggregates > *m) {
+            out.push(format!(
+                "parked orders {} > --max-parked {max}",
+                lag.parked_aggregates
+            ));
+        }
         for p in &lag.partitions {
             if let Some(max) = self.max_lag_records.filter(|m| p.lag_records > *m) {
                 out.push(format!(
@@ -193,19 +209,20 @@ impl Thresholds {
     }
 }
 
+/// `12 ms ago`, or `-` when there is nothing to be old.
+fn ago(age_ms: Option<u64>) -> String {
+    match age_ms {
+        Some(ms) => format!("{ms} ms ago"),
+        None => "-".into(),
+    }
+}
+
 /// The snapshot as a small report.
 pub fn to_text(lag: &Lag) -> String {
-    let opt = |v: Option<u64>, unit: &str| match v {
-        Some(v) => format!("{v}{unit}"),
-        None => "n/a".to_string(),
-    };
     let mut out = format!(
         "outbox   unpublished {}  oldest {}\n",
         lag.unpublished,
-        match lag.oldest_unpublished_age_ms {
-            Some(ms) => format!("{ms} ms ago"),
-            None => "-".into(),
-        }
+        ago(lag.oldest_unpublished_age_ms)
     );
     out.push_str(&format!(
         "log      group {}\n  partition   log end   durable end   committed   lag records   lag bytes\n",
@@ -223,16 +240,12 @@ pub fn to_text(lag: &Lag) -> String {
         ));
     }
     out.push_str(&format!(
-        "inbox    rows {}  oldest {}\nparked   aggregates {}\n",
+        "inbox    rows {}  oldest {}\nparked   orders {}  waiting behind them {}  oldest {}\n",
         lag.inbox_rows,
-        match lag.oldest_inbox_age_ms {
-            Some(ms) => format!("{ms} ms ago"),
-            None => "-".into(),
-        },
-        opt(lag.parked_aggregates, "")
+        ago(lag.oldest_inbox_age_ms),
+        lag.parked_aggregates,
+        lag.parked_waiting_events,
+        ago(lag.oldest_parked_age_ms),
     ));
-    if lag.parked_aggregates.is_none() {
-        out.push_str("(n/a: this consumer parks no aggregates)\n");
-    }
     out
 }

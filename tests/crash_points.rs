@@ -5,8 +5,19 @@ mod common;
 
 use common::*;
 
+/// The relays' lease in most runs: short, since a restarted relay waits out its dead
+/// predecessor's lease. Tests that count copies only a crash may cause use [`LONG_LEASE_MS`].
+const SHORT_LEASE_MS: &str = "200";
+/// Long enough that a healthy pass outlasting its lease (and being shipped again) is out of
+/// reach even at load average 20; costs one lease wait in a test whose relay crashes.
+const LONG_LEASE_MS: &str = "3000";
+
 /// `crash-run` with a single explicit crash; returns the outcome JSON.
 fn crash_once(name: &str, mode: &str, crash: &str) -> serde_json::Value {
+    crash_once_leased(name, mode, crash, SHORT_LEASE_MS)
+}
+
+fn crash_once_leased(name: &str, mode: &str, crash: &str, lease_ms: &str) -> serde_json::Value {
     let dir = temp_dir(name).join("data");
     let out = run(&[
         "crash-run",
@@ -19,7 +30,7 @@ fn crash_once(name: &str, mode: &str, crash: &str) -> serde_json::Value {
         "--batch",
         "5",
         "--lease-ms",
-        "200",
+        lease_ms,
         "--crash",
         crash,
         "--json",
@@ -118,7 +129,14 @@ fn retry_is_a_duplicate_when_order_service_dies_after_commit() {
 
 #[test]
 fn lease_expiry_reships_after_relay_claim_crash() {
-    let o = crash_once("relay-claim", "outbox", "relay.after_claim@1");
+    // Asserts no copy at all: with a 200 ms lease a healthy pass on a loaded machine could
+    // outlast its lease and ship its rows twice (seen at load average 15).
+    let o = crash_once_leased(
+        "relay-claim",
+        "outbox",
+        "relay.after_claim@1",
+        LONG_LEASE_MS,
+    );
     let r = report(&o);
     assert_eq!(r["applied_once"], 30);
     assert_eq!(r["redelivered"], 0, "nothing was appended before the crash");

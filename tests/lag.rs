@@ -71,6 +71,7 @@ fn lag_follows_orders_from_outbox_to_log_to_inbox() {
     assert_eq!(lag_records(&v), 0);
     assert_eq!(v["lag"]["inbox_rows"], 20);
     assert!(v["lag"]["oldest_inbox_age_ms"].is_u64());
+    assert_eq!(v["lag"]["parked_aggregates"], 0, "no rule refused anything");
 }
 
 #[test]

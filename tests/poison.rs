@@ -133,3 +133,44 @@ fn skip_lets_the_event_go_and_verify_accounts_for_it() {
         "a skipped event cannot be released twice"
     );
 }
+
+#[test]
+fn lag_shows_the_parked_order_until_it_is_released() {
+    let dir = shop_with_a_frozen_account("poison-lag");
+    let lag = |extra: &[&str]| {
+        let mut args = vec!["lag", "--dir", dir.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (code, v) = lag(&[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["lag"]["parked_aggregates"], 1, "order 1 is parked: {v}");
+    assert_eq!(
+        v["lag"]["parked_waiting_events"], 1,
+        "its OrderPaid waits: {v}"
+    );
+    assert!(v["lag"]["oldest_parked_age_ms"].is_u64(), "{v}");
+    let (code, v) = lag(&["--max-parked", "0"]);
+    assert_eq!(code, Some(1), "a parked order exceeds --max-parked 0");
+    assert!(
+        v["exceeded"][0]
+            .as_str()
+            .unwrap()
+            .contains("--max-parked 0")
+    );
+    let text = ok(&["lag", "--dir", &dir]);
+    assert!(
+        text.contains("parked   orders 1  waiting behind them 1  oldest "),
+        "{text}"
+    );
+
+    let head = parked(&dir)[0]["event_id"].as_str().unwrap().to_string();
+    ok(&["release", "--dir", &dir, "--event", &head, "--skip"]);
+    let (code, v) = lag(&["--max-parked", "0"]);
+    assert_eq!(code, Some(0), "nothing parked after the release: {v}");
+    assert_eq!(v["lag"]["parked_aggregates"], 0);
+    assert_eq!(v["lag"]["parked_waiting_events"], 0);
+    assert!(v["lag"]["oldest_parked_age_ms"].is_null(), "{v}");
+}

@@ -6,7 +6,19 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Relays' lease where a relay crashes: every crash costs one lease wait, and these tests count
+/// re-claims only a crash may cause, so a healthy pass must not outlast it even on a loaded
+/// machine (the default 300 ms is too short for that).
+const CRASH_LEASE_MS: &str = "2000";
+/// Where nothing crashes, no wait is ever paid: the lease can be as long as the default relay's.
+const NO_CRASH_LEASE_MS: &str = "5000";
+
 fn replicas(name: &str, orders: &str, crashes: &[&str]) -> serde_json::Value {
+    let lease_ms = if crashes.is_empty() {
+        NO_CRASH_LEASE_MS
+    } else {
+        CRASH_LEASE_MS
+    };
     let dir = temp_dir(name).join("data");
     let mut args = vec![
         "replicas",
@@ -16,10 +28,8 @@ fn replicas(name: &str, orders: &str, crashes: &[&str]) -> serde_json::Value {
         orders,
         "--batch",
         "10",
-        // Longer than the default 300 ms: on a loaded machine a healthy pass can outlast a
-        // short lease, and these tests count re-claims that only a crash may cause.
         "--lease-ms",
-        "1500",
+        lease_ms,
         "--json",
     ];
     for c in crashes {
@@ -144,7 +154,9 @@ fn zombie_relay_cannot_mark_and_its_late_copies_are_absorbed() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    // A healthy relay waits out the zombie's lease, then ships and marks everything.
+    // A healthy relay waits out the zombie's lease, then ships and marks everything. Its own
+    // lease is long: the exact copy counts below admit no copy of its own, which a pass that
+    // outlasted a short lease on a loaded machine would make.
     ok(&[
         "relay",
         "--dir",
@@ -152,7 +164,7 @@ fn zombie_relay_cannot_mark_and_its_late_copies_are_absorbed() {
         "--id",
         "healthy",
         "--lease-ms",
-        "300",
+        "5000",
         "--poll-ms",
         "10",
         "--until-empty",

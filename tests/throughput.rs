@@ -277,22 +277,28 @@ fn overlapped_relay_run(name: &str, crash: Option<&str>) -> String {
         "9",
         "--lifecycle",
     ]);
-    let relay = [
-        "relay",
-        "--dir",
-        &dir,
-        "--overlap-sync",
-        "--batch",
-        "20",
-        "--lease-ms",
-        "300",
-        "--poll-ms",
-        "10",
-        "--until-empty",
-    ];
+    // Leases: the crashed relay's rows wait out its lease (a cost per test), and a healthy pass
+    // that outlasts its lease is shipped again, which would change the exact copy counts the
+    // crash test asserts. 1.5 s for the relay that dies, the default 5 s for the one that
+    // drains: out of reach of a slow pass even at load average 20.
+    let relay = |lease_ms: &'static str| {
+        [
+            "relay",
+            "--dir",
+            &dir,
+            "--overlap-sync",
+            "--batch",
+            "20",
+            "--lease-ms",
+            lease_ms,
+            "--poll-ms",
+            "10",
+            "--until-empty",
+        ]
+    };
     if let Some(crash) = crash {
         let died = Command::new(BIN)
-            .args(relay)
+            .args(relay("1500"))
             .env("OUTBOX_CRASH", crash)
             .env("OUTBOX_TRACE", "1")
             .output()
@@ -304,7 +310,7 @@ fn overlapped_relay_run(name: &str, crash: Option<&str>) -> String {
         );
     }
     let out = Command::new(BIN)
-        .args(relay)
+        .args(relay("5000"))
         .env("OUTBOX_TRACE", "1")
         .output()
         .unwrap();

@@ -32,6 +32,16 @@
 //! * **Monotone, under a lock of its own.** Several relays publish; each takes the file's own
 //!   `flock` (never the log's append lock, which a stuck writer may hold) and only ever moves
 //!   the end forward, to the end of *its own* append: a record boundary it knows is whole.
+//! * **Why the publish lock cannot wedge anyone for long.** A publish holds this lock for one
+//!   `pread` of the file and one `pwrite` of a slot: microseconds, never across a sync or an
+//!   append. Only a process frozen inside that window (SIGSTOP, a debugger) holds it longer.
+//!   A publisher behind it waits at most [`super::DEFAULT_LOCK_WAIT_MS`], stops at once on
+//!   SIGTERM (the process's stop flag, see [`LockWait::patient`]), and otherwise fails with
+//!   `LockBusy` naming the holder's pid. Nothing is lost that way: its records are synced but
+//!   not yet visible, its rows stay unmarked, and their lease hands them to a relay that can
+//!   publish (copies, which the inbox absorbs). Threading each caller's own budget through
+//!   `sync()` would buy nothing more, since a frozen publisher stops every publish of its
+//!   partition whoever waits.
 //!
 //! If both slots are unreadable the partition stops with `Error::Corrupt`: without a durable
 //! end a writer cannot tell damaged synced bytes (stop) from a torn un-synced tail (cut).

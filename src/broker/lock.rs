@@ -24,6 +24,7 @@ use std::fs::{File, TryLockError};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
@@ -36,6 +37,16 @@ pub const MAX_LOCK_WAIT_MS: u64 = 60_000;
 /// enough that a wedged holder becomes an error a person can read.
 pub const DEFAULT_LOCK_WAIT_MS: u64 = 10_000;
 
+/// The process's stop flag (SIGTERM/SIGINT), once a command installed its handlers: every
+/// [`LockWait::patient`] wait honours it, so a caller that was given no flag of its own (a
+/// relay publishing its durable end, a tool recovering a tail) still stops within a step.
+static PROCESS_STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Make `stop` the flag every patient lock wait in this process checks (first call wins).
+pub fn set_process_stop(stop: &Arc<AtomicBool>) {
+    let _ = PROCESS_STOP.set(Arc::clone(stop));
+}
+
 /// How long to wait for a lock, and the flag that ends the wait early (SIGTERM).
 #[derive(Debug, Clone, Copy)]
 pub struct LockWait<'a> {
@@ -44,11 +55,12 @@ pub struct LockWait<'a> {
 }
 
 impl LockWait<'_> {
-    /// [`DEFAULT_LOCK_WAIT_MS`], no stop flag.
+    /// [`DEFAULT_LOCK_WAIT_MS`], ended early by the process's stop flag if one is set
+    /// ([`set_process_stop`]).
     pub fn patient() -> LockWait<'static> {
         LockWait {
             max_wait_ms: DEFAULT_LOCK_WAIT_MS,
-            stop: None,
+            stop: PROCESS_STOP.get().map(|flag| &**flag),
         }
     }
 

@@ -65,7 +65,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 
 pub use durable::{DurableEnd, durable_path};
-pub use lock::{DEFAULT_LOCK_WAIT_MS, LockWait, MAX_LOCK_WAIT_MS, holder_pid};
+pub use lock::{DEFAULT_LOCK_WAIT_MS, LockWait, MAX_LOCK_WAIT_MS, holder_pid, set_process_stop};
 pub use offsets::{
     CommittedPosition, RecordMark, check_position, commit_offset, commit_position, offset_path,
     read_offset, read_position,

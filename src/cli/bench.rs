@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::out;
 use crate::Result;
 use crate::consumer::retention::parse_duration_ms;
 use crate::error::Error;
@@ -220,7 +221,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         )));
     }
     let report = measure(args.which, &common)?;
-    report.emit(common.json.as_deref())?;
+    out::text(report.emit(common.json.as_deref())?)?;
     Ok(ExitCode::SUCCESS)
 }
 

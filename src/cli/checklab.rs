@@ -1,6 +1,7 @@
 //! Commands of the checker's lab: `fixture` (a big drained data directory, for measuring
 //! `verify`) and `campaign` (many seeded crash runs, one summary).
 
+use super::out;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,11 +27,10 @@ pub fn fixture(args: FixtureArgs) -> Result<ExitCode> {
     let dir = DataDir::open(&args.dir)?;
     let started = std::time::Instant::now();
     let built = fixture::build(&dir, args.orders)?;
-    println!(
-        "{}",
+    out::line(
         serde_json::json!({ "orders": built.orders, "events": built.events,
-            "records": built.records, "elapsed_ms": started.elapsed().as_millis() as u64 })
-    );
+            "records": built.records, "elapsed_ms": started.elapsed().as_millis() as u64 }),
+    )?;
     if built.events == 0 {
         return Err(Error::Input("the fixture wrote no events".into()));
     }
@@ -90,7 +90,7 @@ pub fn campaign(args: CampaignArgs) -> Result<ExitCode> {
         c.jobs
     );
     let summary = campaign::run(&c, &stop, &mut std::io::stderr())?;
-    print!("{}", summary.to_text());
+    out::text(summary.to_text())?;
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
         std::fs::write(path, json).ctx(format!("writing {}", path.display()))?;

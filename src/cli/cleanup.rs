@@ -3,6 +3,7 @@
 //! init: a single `outbox` table is cleaned by batched deletes, a partitioned one by dropping
 //! whole segments.
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -139,10 +140,7 @@ pub fn run(args: CleanupArgs) -> Result<ExitCode> {
     let mut store = crate::store::open_outbox(&data, crate::store::ClaimMode::default())?;
     let stop = super::stop_flag()?;
     let report = store.cleanup(&config, now_us(), &stop, &mut cleanup::Pacer::sleeping())?;
-    println!(
-        "{}",
-        serde_json::to_string(&report).expect("report serialises")
-    );
+    out::line(serde_json::to_string(&report).expect("report serialises"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,14 +1,11 @@
 //! The lab's commands: `crash-run` (the harness behind the examples) and `trace` (one event's
 //! story).
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::io::Write;
-
 use clap::Args;
-
-use crate::error::Context;
 
 use crate::lab::harness::story::{self, Needle};
 use crate::lab::harness::{self, Scenario};
@@ -121,12 +118,9 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         eprintln!("timeline: {}", path.display());
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&outcome).expect("outcome serialises")
-        );
+        out::line(serde_json::to_string(&outcome).expect("outcome serialises"))?;
     } else {
-        print!("{}", compare::summary(&outcome)?);
+        out::text(compare::summary(&outcome)?)?;
     }
     Ok(if outcome.report.ok() {
         ExitCode::SUCCESS
@@ -160,10 +154,8 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
         eprintln!("nothing in {}/trace.jsonl names that", args.dir.display());
         return Ok(ExitCode::from(1));
     }
-    let mut out = std::io::stdout().lock();
     for line in lines {
-        // A closed pipe (`trace … | head`) ends the command quietly (see `cli::main`).
-        writeln!(out, "{line}").ctx("writing the story to stdout")?;
+        out::line(line)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -230,13 +222,10 @@ pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
     };
     let outcome = crate::lab::replicas::run(&run)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&outcome).expect("outcome serialises")
-        );
+        out::line(serde_json::to_string(&outcome).expect("outcome serialises"))?;
     } else {
-        print!("{}", crate::lab::replicas::table(&[("this run", &outcome)]));
-        print!("{}", outcome.report.to_text());
+        out::text(crate::lab::replicas::table(&[("this run", &outcome)]))?;
+        out::text(outcome.report.to_text())?;
     }
     Ok(if outcome.ok() {
         ExitCode::SUCCESS

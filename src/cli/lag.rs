@@ -1,6 +1,7 @@
 //! `lag`: how far behind each stage is, once or every `--every-ms`; exit 1 when a limit given
 //! on the command line is exceeded (for monitoring scripts).
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -40,6 +41,9 @@ pub struct LagArgs {
     /// Exit 1 if any partition has more records than this after the committed offset.
     #[arg(long)]
     pub max_lag_records: Option<u64>,
+    /// Exit 1 if more orders than this are parked (stopped at an event a rule refused).
+    #[arg(long)]
+    pub max_parked: Option<u64>,
 }
 
 /// The longest --every-ms: a watch that sleeps longer is a cron job.
@@ -58,20 +62,18 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
         max_unpublished: args.max_unpublished,
         max_unpublished_age_ms: args.max_unpublished_age_ms,
         max_lag_records: args.max_lag_records,
+        max_parked: args.max_parked,
     };
     let stop = super::stop_flag()?;
     loop {
         let snapshot = lag::measure(&data, &args.group, Clock::system())?;
         let exceeded = thresholds.exceeded(&snapshot);
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({ "lag": snapshot, "exceeded": exceeded })
-            );
+            out::line(serde_json::json!({ "lag": snapshot, "exceeded": exceeded }))?;
         } else {
-            print!("{}", lag::to_text(&snapshot));
+            out::text(lag::to_text(&snapshot))?;
             for why in &exceeded {
-                println!("EXCEEDED: {why}");
+                out::line(format_args!("EXCEEDED: {why}"))?;
             }
         }
         let status = if exceeded.is_empty() {
@@ -83,7 +85,7 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
             return Ok(status);
         }
         if !args.json {
-            println!();
+            out::line("")?;
         }
         let mut slept_ms = 0;
         while slept_ms < args.every_ms {

@@ -13,12 +13,12 @@ mod checklab;
 mod cleanup;
 mod lab;
 mod lag;
+mod out;
 mod parking;
 mod place;
 mod power;
 mod sweep;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,7 +28,6 @@ use clap::{Parser, Subcommand};
 
 use crate::consumer::{self, ConsumerConfig};
 use crate::datadir::DataDir;
-use crate::error::Context;
 use crate::lab::checker;
 use crate::relay::{Relay, RelayConfig};
 use crate::wake::{self, WakeMode};
@@ -282,6 +281,8 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
             source: e,
         })?;
     }
+    // Lock waits deep in the broker that were handed no flag (a durable-end publish) stop too.
+    broker::set_process_stop(&stop);
     Ok(stop)
 }
 
@@ -312,11 +313,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 Some(url) => cleanup::init_postgres(&dir, partitions, url, &layout)?,
             };
-            println!(
+            out::line(format_args!(
                 "initialised {} with {} partitions{layout}",
                 data.root.display(),
                 data.partitions
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Place(args) => place::run(args),
@@ -395,12 +396,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let data = DataDir::open(&dir)?;
             let report = checker::check(&data, &group)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("report serialises")
-                );
+                out::line(serde_json::to_string(&report).expect("report serialises"))?;
             } else {
-                print!("{}", report.to_text());
+                out::text(report.to_text())?;
             }
             Ok(if report.ok() {
                 ExitCode::SUCCESS
@@ -409,9 +407,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::CrashPoints => {
-            let mut out = std::io::stdout().lock();
             for point in crashpoint::Point::ALL {
-                writeln!(out, "{:<22} {}", point.name(), point.shows()).ctx("writing to stdout")?;
+                out::line(format_args!("{:<22} {}", point.name(), point.shows()))?;
             }
             Ok(ExitCode::SUCCESS)
         }

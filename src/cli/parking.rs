@@ -1,5 +1,6 @@
 //! `parked` and `release`: the operator's side of poison events (see `consumer::parking`).
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,16 +33,16 @@ pub fn list(args: ParkedArgs) -> Result<ExitCode> {
     let rows = parking::list(&conn)?;
     for row in &rows {
         if args.json {
-            println!("{}", serde_json::to_string(row).expect("a row serialises"));
+            out::line(serde_json::to_string(row).expect("a row serialises"))?;
         } else {
-            println!(
+            out::line(format_args!(
                 "{:<8} order {:>6} seq {:>2}  {}  {}",
                 row.state, row.aggregate_id, row.aggregate_seq, row.event_id, row.reason
-            );
+            ))?;
         }
     }
     if rows.is_empty() && !args.json {
-        println!("nothing parked");
+        out::line("nothing parked")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -76,7 +77,7 @@ pub fn release(args: ReleaseArgs) -> Result<ExitCode> {
     let options = ApplyOptions::default();
     let now_us = Clock::system().now_us();
     let released = parking::release(&mut conn, &args.event, how, now_us, &options)?;
-    println!("{}", serde_json::to_string(&released).expect("serialises"));
+    out::line(serde_json::to_string(&released).expect("serialises"))?;
     if released.outcome.starts_with("still refused") {
         return Err(Error::Input(format!(
             "event {} is {}",

@@ -9,7 +9,7 @@
 //!
 //! A lone line is a group of one and commits at once; nothing ever waits for company.
 
-use std::io::Write;
+use super::out;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -63,9 +63,8 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
     };
     let dir = super::open(&args.dir, "order-service")?;
     let mut service = crate::store::open_orders(&dir, args.mode)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut reply = |line: serde_json::Value| -> Result<()> { write_reply(&mut out, &line) };
+    // Flushed per line: a client reads each reply as its order commits.
+    let mut reply = |line: serde_json::Value| -> Result<()> { out::line(line) };
     if let Some(count) = args.count {
         if args.lifecycle && args.mode != Mode::Outbox {
             return Err(Error::Input("--lifecycle needs --mode outbox".into()));
@@ -96,15 +95,6 @@ fn check_max_group(max_group: usize) -> Result<usize> {
         )));
     }
     Ok(max_group)
-}
-
-fn write_reply(out: &mut impl Write, line: &serde_json::Value) -> Result<()> {
-    writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::Io {
-            context: "writing a reply to stdout".into(),
-            source: e,
-        })
 }
 
 /// One input line: its number (1-based, for error replies) and what could be read of it.
@@ -218,9 +208,8 @@ pub fn transition(dir: &Path, order_id: i64, pay: bool) -> Result<ExitCode> {
         Transition::Ship
     };
     let seq = service.transition(order_id, step)?;
-    println!(
-        "{}",
-        json!({ "order_id": order_id, "aggregate_seq": seq, "status": if pay { "paid" } else { "shipped" } })
-    );
+    out::line(
+        json!({ "order_id": order_id, "aggregate_seq": seq, "status": if pay { "paid" } else { "shipped" } }),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The power-loss commands: `power-cuts` (a campaign across seeds) and `power-cut` (one cut
 //! of a data directory whose processes are all dead, for trying a scenario by hand).
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,12 +76,9 @@ pub fn power_cuts(args: PowerCutsArgs) -> Result<ExitCode> {
     };
     let summary = power_campaign::run(&campaign)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&summary).expect("summary serialises")
-        );
+        out::line(serde_json::to_string(&summary).expect("summary serialises"))?;
     } else {
-        print!("{}", power_campaign::render(&campaign, &summary));
+        out::text(power_campaign::render(&campaign, &summary))?;
     }
     Ok(if summary.ok() {
         ExitCode::SUCCESS
@@ -123,7 +121,7 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
         }
     };
     for p in &report.partitions {
-        println!(
+        out::line(format_args!(
             "partition {}: durable end {} · length {} -> {} · tail {}{}",
             p.partition,
             p.durable_end_bytes,
@@ -133,7 +131,7 @@ pub fn power_cut(args: PowerCutArgs) -> Result<ExitCode> {
             p.durable_end_rewound_to.map_or(String::new(), |e| format!(
                 " · durable end came back as {e}"
             ))
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! and `sweep-inbox`, a one-off sweep. Durations are written as people say them (`24h`, `5s`);
 //! the library takes milliseconds.
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -117,6 +118,6 @@ pub fn run(args: SweepArgs) -> Result<ExitCode> {
     let mut json = serde_json::to_value(report).expect("report serialises");
     json["inbox_rows_left"] = left.into();
     json["retention"] = retention::fmt_ms(retention.retention_ms).into();
-    println!("{json}");
+    out::line(json)?;
     Ok(ExitCode::SUCCESS)
 }

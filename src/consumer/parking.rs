@@ -167,6 +167,47 @@ pub fn park(
     Ok(())
 }
 
+/// What is held back right now, for `lag`: parked heads and the events waiting behind them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HeldSummary {
+    /// Orders with a parked head: each is stopped until an operator releases it.
+    pub aggregates: u64,
+    /// Later events of those orders, waiting behind their head.
+    pub waiting_events: u64,
+    /// When the oldest parked head was parked (`None`: nothing parked).
+    pub oldest_parked_at_us: Option<i64>,
+}
+
+/// Count what is held back. A consumer database from before parking existed has no `parked`
+/// table: then nothing is held. Only reads, so `conn` may be read-only.
+pub fn held_summary(conn: &rusqlite::Connection) -> Result<HeldSummary> {
+    let has_table: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'parked'",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("looking for the parked table")?;
+    if !has_table {
+        return Ok(HeldSummary::default());
+    }
+    let (aggregates, waiting_events, oldest_parked_at_us): (i64, i64, Option<i64>) = conn
+        .query_row(
+            "SELECT count(DISTINCT CASE WHEN state = 'parked' THEN aggregate_id END),
+                    count(CASE WHEN state = 'waiting' THEN 1 END),
+                    min(CASE WHEN state = 'parked' THEN parked_at_us END)
+             FROM parked",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ctx("counting parked events")?;
+    Ok(HeldSummary {
+        aggregates: aggregates.max(0) as u64,
+        waiting_events: waiting_events.max(0) as u64,
+        oldest_parked_at_us,
+    })
+}
+
 /// Every parked, waiting or skipped event, by order and seq.
 pub fn list(conn: &rusqlite::Connection) -> Result<Vec<ParkedEvent>> {
     conn.prepare(

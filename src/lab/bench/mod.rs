@@ -215,30 +215,29 @@ impl Report {
         })
     }
 
-    /// Print the tables (and notes) on stdout; JSON to `json_path` (`-`: stdout, after it).
-    pub fn emit(&self, json_path: Option<&Path>) -> Result<()> {
+    /// The tables (and notes) as text for stdout; JSON written to `json_path`, or with `-`
+    /// appended to the text. The caller prints the text (through the command line's checked
+    /// stdout, so a closed pipe is not a panic).
+    pub fn emit(&self, json_path: Option<&Path>) -> Result<String> {
         let load_at_end = load_average();
-        println!("{}", self.title);
-        println!("{}\n", self.context_line(&load_at_end));
+        let mut out = format!("{}\n{}\n\n", self.title, self.context_line(&load_at_end));
         for (heading, table) in &self.tables {
             if !heading.is_empty() {
-                println!("{heading}");
+                out.push_str(&format!("{heading}\n"));
             }
-            println!("{}", table.render());
+            out.push_str(&format!("{}\n", table.render()));
         }
         for note in &self.notes {
-            println!("- {note}");
+            out.push_str(&format!("- {note}\n"));
         }
         let text =
             serde_json::to_string_pretty(&self.to_json(&load_at_end)).expect("report serialises");
         match json_path {
-            None => Ok(()),
-            Some(p) if p == Path::new("-") => {
-                println!("{text}");
-                Ok(())
-            }
-            Some(p) => std::fs::write(p, text + "\n").ctx(format!("writing {}", p.display())),
+            None => {}
+            Some(p) if p == Path::new("-") => out.push_str(&format!("{text}\n")),
+            Some(p) => std::fs::write(p, text + "\n").ctx(format!("writing {}", p.display()))?,
         }
+        Ok(out)
     }
 }
 

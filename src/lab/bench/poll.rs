@@ -110,7 +110,7 @@ pub fn run(p: &PollParams) -> Result<Report> {
         steps,
         load_at_start,
         notes: vec![
-            "target: flat across sizes, <= 100 µs".into(),
+            "read down a column: does a claim slow down as published rows pile up? Flat means the partial index keeps old rows out of the claim's way".into(),
             "poll = the claim's read alone (which rows: partial index + per-order head check), read-only; claim = poll + lease UPDATE of 100 rows + COMMIT".into(),
             "published rows = rows with published_at_us set when the claims ran; each claim also sees a backlog of claims × batch unpublished rows".into(),
         ],

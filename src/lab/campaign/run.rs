@@ -22,7 +22,7 @@ use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::lab::campaign::kind::Kind;
 use crate::lab::checker::{self, Report};
-use crate::lab::harness::child::{self, Child, Ended, Spec};
+use crate::lab::harness::child::{self, Child, Ended, Spec, Stop};
 use crate::lab::harness::power;
 
 /// How each run is sized and paced.
@@ -55,10 +55,6 @@ impl RunResult {
 const MAX_INCARNATIONS: u32 = 4;
 /// The longest any one child may take; past it the child is killed and the run fails.
 const CHILD_DEADLINE: Duration = Duration::from_secs(60);
-/// How often a stopping child is sent SIGTERM again: a SIGTERM that lands while the child is
-/// still installing its handler can be lost (seen once in 2,000 runs), so one is not enough.
-const RESEND_TERM_EVERY: Duration = Duration::from_millis(200);
-
 struct Shop<'a> {
     dir: String,
     logs: &'a Path,
@@ -129,30 +125,9 @@ pub fn run_one(root: &Path, seed: u64, kind: Kind, config: &RunConfig) -> Result
     })
 }
 
-/// Wait for `child` to end, at most [`CHILD_DEADLINE`]; with `terminate`, ask it to stop
-/// (SIGTERM, repeated). Past the deadline it is killed and the wait is an error.
-fn wait_bounded(child: &mut Child, terminate: bool) -> Result<Ended> {
-    let started = Instant::now();
-    let mut last_term: Option<Instant> = None;
-    loop {
-        if let Some(ended) = child.try_ended()? {
-            return Ok(ended);
-        }
-        if started.elapsed() > CHILD_DEADLINE {
-            let _ = child.signal(libc::SIGKILL);
-            let _ = child.wait_ended();
-            return Err(Error::Input(format!(
-                "{} still running after {} s: killed",
-                child.name,
-                CHILD_DEADLINE.as_secs()
-            )));
-        }
-        if terminate && last_term.is_none_or(|t| t.elapsed() >= RESEND_TERM_EVERY) {
-            let _ = child.terminate();
-            last_term = Some(Instant::now());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+/// Wait for `child` to end, at most [`CHILD_DEADLINE`] (see [`Child::wait_within`]).
+fn wait_bounded(child: &mut Child, stop: Stop) -> Result<Ended> {
+    child.wait_within(CHILD_DEADLINE, stop)
 }
 
 /// At a random instant, SIGKILL one of the children still running (by its pid).
@@ -180,7 +155,7 @@ fn power_cut(children: &mut [Child], data: &DataDir, rng: &mut fastrand::Rng) ->
         }
     }
     for child in children.iter_mut() {
-        child.wait_ended()?;
+        wait_bounded(child, Stop::Wait)?;
     }
     power::power_cut(data, rng)?;
     Ok(())
@@ -208,7 +183,7 @@ impl Shop<'_> {
         args: impl Fn(&Self) -> Vec<String>,
     ) -> Result<()> {
         for incarnation in 2..=MAX_INCARNATIONS + 1 {
-            match wait_bounded(&mut child, false)? {
+            match wait_bounded(&mut child, Stop::Wait)? {
                 Ended::Done => return Ok(()),
                 Ended::Crashed => self.crashes += 1,
                 Ended::Failed(why) => return Err(Error::Input(why)),
@@ -225,7 +200,7 @@ impl Shop<'_> {
     /// armed) has not happened yet.
     fn stop(&mut self, child: Child) -> Result<bool> {
         let mut child = child;
-        match wait_bounded(&mut child, true)? {
+        match wait_bounded(&mut child, Stop::Terminate)? {
             Ended::Done => Ok(true),
             Ended::Crashed => {
                 self.crashes += 1;

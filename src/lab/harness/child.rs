@@ -11,6 +11,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
 
@@ -21,6 +22,24 @@ pub const CHILD_ENV: &str = "OUTBOX_LAB_CHILD";
 /// line and return its exit code.
 pub fn child_entry() -> Option<ExitCode> {
     std::env::var_os(CHILD_ENV).map(|_| crate::cli::main())
+}
+
+/// How often a stopping child is sent SIGTERM again: a SIGTERM that lands while the child is
+/// still installing its handler can be lost (seen once in 2,000 campaign runs), so one is not
+/// enough.
+pub const RESEND_TERM_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a child asked to stop (SIGTERM) may take to finish its step and exit; and, with
+/// far more room than it needs, how long a SIGKILLed child may take to be reaped.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What [`Child::wait_within`] does while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Only wait: the child ends by itself (`--until-empty`) or was already SIGKILLed.
+    Wait,
+    /// Ask it to stop: SIGTERM now, and again every [`RESEND_TERM_EVERY`].
+    Terminate,
 }
 
 /// How a child ended.
@@ -109,6 +128,36 @@ impl Child {
         Ok(self.classify(status))
     }
 
+    /// Wait for it to end, at most `deadline`; with [`Stop::Terminate`], ask it to stop
+    /// (SIGTERM) and ask again every [`RESEND_TERM_EVERY`]. Past the deadline it is killed
+    /// (SIGKILL, which cannot be lost) and the wait is an error. Every harness wait on a
+    /// child that should end goes through here, so none can hang on a lost signal.
+    pub fn wait_within(&mut self, deadline: Duration, stop: Stop) -> Result<Ended> {
+        let started = Instant::now();
+        let mut last_term: Option<Instant> = None;
+        loop {
+            if let Some(ended) = self.try_ended()? {
+                return Ok(ended);
+            }
+            if started.elapsed() > deadline {
+                let _ = self.signal(libc::SIGKILL);
+                let _ = self.wait_ended();
+                return Err(Error::Input(format!(
+                    "{} still running after {} ms: killed",
+                    self.name,
+                    deadline.as_millis()
+                )));
+            }
+            let resend = last_term.is_none_or(|t| t.elapsed() >= RESEND_TERM_EVERY);
+            if stop == Stop::Terminate && resend {
+                // Ignore an error: the child may have ended since try_ended looked.
+                let _ = self.terminate();
+                last_term = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn classify(&self, status: std::process::ExitStatus) -> Ended {
         if status.success() || status.signal() == Some(libc::SIGTERM) {
             // SIGTERM before the child installed its handler ends it by the default action:
@@ -160,5 +209,76 @@ impl Drop for Child {
             let _ = self.process.kill();
             let _ = self.process.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child running `script` under `sh`, wrapped like one `spawn` starts; returned once
+    /// the script has ignored SIGTERM (`trap '' TERM`), so no test signal beats the trap.
+    fn shell(name: &str, script: &str) -> Child {
+        let ready = std::env::temp_dir().join(format!("outbox-lab-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
+        let script = format!("trap '' TERM; : > '{}'; {script}", ready.display());
+        let process = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sh starts");
+        let started = Instant::now();
+        while !ready.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "sh never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = std::fs::remove_file(&ready);
+        Child {
+            name: "sh".into(),
+            armed: None,
+            process,
+            stdout: None,
+            stderr_path: std::path::PathBuf::from("/nonexistent"),
+        }
+    }
+
+    #[test]
+    fn a_lost_sigterm_is_sent_again_until_the_child_stops() {
+        // Ignores SIGTERM for 0.5 s (as a child does before its handler is in place), then
+        // exits 0 on the next one: only a resent SIGTERM can stop it.
+        let mut child = shell(
+            "lost-term",
+            "sleep 0.5; trap 'exit 0' TERM; while :; do sleep 0.02; done",
+        );
+        let started = Instant::now();
+        let ended = child
+            .wait_within(Duration::from_secs(20), Stop::Terminate)
+            .expect("the resent SIGTERM stops it well before the deadline");
+        assert_eq!(ended, Ended::Done);
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "the first SIGTERMs were ignored, so it cannot have stopped at once ({:?})",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_child_that_never_stops_is_killed_at_the_deadline() {
+        let mut child = shell("never-stops", "while :; do sleep 0.02; done");
+        let err = child
+            .wait_within(Duration::from_millis(600), Stop::Terminate)
+            .expect_err("it ignores every SIGTERM");
+        assert!(
+            err.to_string().contains("still running after 600 ms"),
+            "{err}"
+        );
+        assert!(
+            child.try_ended().expect("reaped").is_some(),
+            "the child is dead and reaped after the deadline"
+        );
     }
 }

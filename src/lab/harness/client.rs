@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::error::{Context, Error, Result};
-use crate::lab::harness::child::{self, Child, Ended, Spec};
+use crate::lab::harness::child::{self, Child, Ended, STOP_DEADLINE, Spec, Stop};
 use crate::lab::harness::schedule::Schedule;
 use crate::lab::harness::{Fired, Started};
 use crate::order::{Mode, OrderRequest};
@@ -145,7 +145,7 @@ impl Client {
             return self.poll(logs, fired).map(|_| ()); // ended on its own: the usual path
         }
         let _ = child.signal(libc::SIGKILL);
-        child.wait_ended()?;
+        child.wait_within(STOP_DEADLINE, Stop::Wait)?;
         let mut child = self.child.take().expect("checked above");
         self.take_replies(&mut child)?;
         self.requeue_unanswered();

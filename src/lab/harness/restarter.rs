@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::lab::harness::child::{self, Child, Ended, Spec};
+use crate::lab::harness::child::{self, Child, Ended, STOP_DEADLINE, Spec, Stop};
 use crate::lab::harness::{Fired, Started};
 
 pub struct Restarter {
@@ -126,7 +126,7 @@ impl Restarter {
                 Some(ended) => ended,
                 None => {
                     let _ = child.signal(libc::SIGKILL); // it may die of its own crash first
-                    child.wait_ended()?;
+                    child.wait_within(STOP_DEADLINE, Stop::Wait)?;
                     if let Some(point) = child.armed.clone() {
                         self.crashes.push_front(point);
                     }
@@ -157,8 +157,9 @@ impl Restarter {
             let Some(mut child) = self.running[slot].take() else {
                 continue;
             };
-            child.terminate()?;
-            match child.wait_ended()? {
+            // SIGTERM, resent until it ends: one sent before the child installed its handler
+            // would be lost, and a plain wait would then last for ever.
+            match child.wait_within(STOP_DEADLINE, Stop::Terminate)? {
                 Ended::Crashed => fired.push(Fired::of(&child)),
                 Ended::Done => {
                     if let Some(point) = child.armed.clone() {
