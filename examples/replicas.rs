@@ -32,6 +32,7 @@ fn run() -> outbox_lab::Result<ExitCode> {
     println!("outbox-lab · 4 relay replicas on one outbox · seed {seed}");
     println!("(replay: cargo run --example replicas -- --seed {seed})\n");
     let base = Replicas {
+        store: outbox_lab::store::StoreConfig::Sqlite,
         dir: root.join("no-crashes"),
         seed,
         orders: 1500,

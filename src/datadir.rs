@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!   DIR/
-//!     outbox-lab.json        {"partitions": 4}: written once by `init`, read by everyone
-//!     orders.db              orders + outbox           (order service, relays)
+//!     outbox-lab.json        {"partitions": 4, "store": …}: written once by `init`
+//!     orders.db              orders + outbox           (SQLite store only; see `store`)
 //!     consumer.db            inbox + effects + points  (consumer)
 //!     broker/orders.pN.log   one append-only log per partition
 //!     broker/GROUP.pN.offset the consumer group's committed offsets
@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
+use crate::store::StoreConfig;
 
 const CONFIG_FILE: &str = "outbox-lab.json";
 pub const MAX_PARTITIONS: u32 = 256;
@@ -25,6 +26,8 @@ pub struct DataDir {
     pub root: PathBuf,
     /// Fixed at `init`: changing it would move aggregates between partitions.
     pub partitions: u32,
+    /// Where orders and outbox live; fixed at `init`.
+    pub store: StoreConfig,
 }
 
 impl DataDir {
@@ -44,6 +47,18 @@ impl DataDir {
     /// Create everything (idempotent). An existing directory keeps its partition count; asking
     /// for a different one is an error, because aggregates would silently change partition.
     pub fn init(root: &Path, partitions: u32) -> Result<DataDir> {
+        DataDir::init_with_store(root, partitions, StoreConfig::Sqlite, None)
+    }
+
+    /// [`DataDir::init`] with a chosen store. For PostgreSQL the server is reached and its
+    /// schema created *before* anything is written locally, so a bad or unreachable URL leaves
+    /// nothing half-initialised. `partition_rows` sizes PostgreSQL's outbox partitions.
+    pub fn init_with_store(
+        root: &Path,
+        partitions: u32,
+        store: StoreConfig,
+        partition_rows: Option<i64>,
+    ) -> Result<DataDir> {
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(Error::Input(format!(
                 "--partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}"
@@ -55,7 +70,6 @@ impl DataDir {
                 root.display()
             )));
         }
-        std::fs::create_dir_all(root).ctx(format!("creating {}", root.display()))?;
         let config = root.join(CONFIG_FILE);
         if config.exists() {
             let existing = DataDir::open(root)?;
@@ -66,16 +80,37 @@ impl DataDir {
                     existing.partitions
                 )));
             }
-        } else {
-            let text = serde_json::json!({ "partitions": partitions }).to_string();
-            write_synced(&config, text.as_bytes())?;
+            if existing.store != store {
+                return Err(Error::Input(format!(
+                    "{} was initialised with the {} store; refusing to change it to {}",
+                    root.display(),
+                    existing.store.describe(),
+                    store.describe()
+                )));
+            }
+        }
+        if let StoreConfig::Postgres(url) = &store {
+            let mut client =
+                crate::store::pg::connect(url, crate::store::pg::DEFAULT_IDLE_IN_TX_MS)?;
+            crate::store::pg::schema::create(&mut client, partition_rows)?;
+        }
+        std::fs::create_dir_all(root).ctx(format!("creating {}", root.display()))?;
+        if !config.exists() {
+            let mut json = serde_json::json!({ "partitions": partitions });
+            if store != StoreConfig::Sqlite {
+                json["store"] = serde_json::to_value(&store).expect("store config serialises");
+            }
+            write_synced(&config, json.to_string().as_bytes())?;
         }
         let dir = DataDir {
             root: root.to_path_buf(),
             partitions,
+            store,
         };
         crate::broker::Broker::create(&dir.broker_dir(), partitions)?;
-        crate::outbox::schema::create(&dir.orders_db())?;
+        if dir.store == StoreConfig::Sqlite {
+            crate::outbox::schema::create(&dir.orders_db())?;
+        }
         crate::consumer::schema::create(&dir.consumer_db())?;
         Ok(dir)
     }
@@ -105,11 +140,21 @@ impl DataDir {
             .filter(|p| (1..=MAX_PARTITIONS as u64).contains(p))
             .ok_or_else(|| missing(format!("{CONFIG_FILE} has no valid \"partitions\"")))?
             as u32;
+        let store = match value.get("store") {
+            None => StoreConfig::Sqlite,
+            Some(store) => serde_json::from_value(store.clone())
+                .map_err(|e| missing(format!("{CONFIG_FILE} has an unknown \"store\": {e}")))?,
+        };
         let dir = DataDir {
             root: root.to_path_buf(),
             partitions,
+            store,
         };
-        for db in [dir.orders_db(), dir.consumer_db()] {
+        let mut local_dbs = vec![dir.consumer_db()];
+        if dir.store == StoreConfig::Sqlite {
+            local_dbs.push(dir.orders_db());
+        }
+        for db in local_dbs {
             if !db.is_file() {
                 return Err(missing(format!("{} is missing", db.display())));
             }

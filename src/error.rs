@@ -21,6 +21,11 @@ pub enum Error {
         context: String,
         source: rusqlite::Error,
     },
+    /// PostgreSQL said no (or could not be reached).
+    Postgres {
+        context: String,
+        source: postgres::Error,
+    },
     /// A record in the middle of a log failed its CRC or did not parse: never skipped.
     Corrupt {
         file: PathBuf,
@@ -47,6 +52,7 @@ impl fmt::Display for Error {
         match self {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Sqlite { context, source } => write!(f, "{context}: {source}"),
+            Error::Postgres { context, source } => write!(f, "{context}: {}", pg_detail(source)),
             Error::Corrupt {
                 file,
                 offset_bytes,
@@ -86,6 +92,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Sqlite { source, .. } => Some(source),
+            Error::Postgres { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -112,6 +119,30 @@ impl<T> Context<T> for std::result::Result<T, rusqlite::Error> {
             source,
         })
     }
+}
+
+impl<T> Context<T> for std::result::Result<T, postgres::Error> {
+    fn ctx(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Postgres {
+            context: context.into(),
+            source,
+        })
+    }
+}
+
+/// A PostgreSQL error with the server's message and SQLSTATE when there is one (the client's
+/// own Display says only "db error"), and the cause chain for connection failures.
+fn pg_detail(source: &postgres::Error) -> String {
+    if let Some(db) = source.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = source.to_string();
+    let mut cause = std::error::Error::source(source);
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
 }
 
 impl From<rusqlite::Error> for Error {

@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::consumer::parking;
 use crate::datadir::DataDir;
 use crate::error::{Context, Result};
-use crate::outbox::{self, segments};
+use crate::outbox::segments;
 
 /// Records read per call while counting a partition's lag: bounds the memory of one read.
 const COUNT_CHUNK_RECORDS: usize = 10_000;
@@ -80,9 +80,8 @@ impl Lag {
 pub fn measure(data: &DataDir, group: &str, clock: Clock) -> Result<Lag> {
     let now_us = clock.now_us();
     let age_ms = |t_us: Option<i64>| t_us.map(|t| (now_us.saturating_sub(t)).max(0) as u64 / 1000);
-    let orders = read_only(&data.orders_db())?;
-    let unpublished = outbox::unpublished_count(&orders, outbox::Layout::of(&orders)?)?;
-    let oldest_unpublished_us = oldest_unpublished_us(&orders)?;
+    // The orders store says how far behind the relays are (SQLite or PostgreSQL alike).
+    let (unpublished, oldest_unpublished_us) = crate::store::open_backlog(data)?.backlog()?;
     let consumer = read_only(&data.consumer_db())?;
     let (inbox_rows, oldest_inbox_us): (i64, Option<i64>) = consumer
         .query_row(
@@ -108,14 +107,14 @@ pub fn measure(data: &DataDir, group: &str, clock: Clock) -> Result<Lag> {
     })
 }
 
-fn read_only(path: &Path) -> Result<Connection> {
+pub(crate) fn read_only(path: &Path) -> Result<Connection> {
     // Read-only: a monitor must never change what it watches.
     Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .ctx(format!("opening {} read-only", path.display()))
 }
 
 /// `created_at_us` of the oldest unpublished row, in either outbox layout.
-fn oldest_unpublished_us(conn: &Connection) -> Result<Option<i64>> {
+pub(crate) fn oldest_unpublished_us(conn: &Connection) -> Result<Option<i64>> {
     let tables: Vec<String> =
         if crate::outbox::Layout::of(conn)? == crate::outbox::Layout::Partitioned {
             segments::live_segments(conn)?

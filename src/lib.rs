@@ -25,6 +25,10 @@
 //! (an append-only, CRC-checked file log per partition), [`consumer`] (exactly-once *effects*
 //! from at-least-once *delivery*, via the inbox).
 //!
+//! [`store`] is the seam under the first two: orders and outbox live in SQLite (`orders.db`,
+//! the default) or in PostgreSQL (`init --postgres URL`: `FOR UPDATE SKIP LOCKED` claims,
+//! partitions dropped whole), chosen once from the data directory.
+//!
 //! Shared plumbing: [`datadir`] (where everything lives), [`db`] (SQLite with explicit
 //! durability), [`event`] (the record's shape), [`clock`], [`trace`] (`trace.jsonl`),
 //! [`wake`] (the doorbell: an idle relay or consumer woken by a write to the WAL or the log,
@@ -73,6 +77,7 @@ pub mod lag;
 pub mod order;
 pub mod outbox;
 pub mod relay;
+pub mod store;
 pub mod trace;
 pub mod wake;
 

@@ -183,6 +183,8 @@ pub enum Which {
         #[arg(long, default_value_t = 10_000_000)]
         max_rows: u64,
     },
+    /// The PostgreSQL store: relay throughput vs SQLite, claim vs table size, cleanup.
+    Postgres(super::bench_pg::PgBenchArgs),
 }
 
 /// `--name` must be in 1..=max.
@@ -196,6 +198,10 @@ fn within(name: &str, value: u64, max: u64) -> Result<u64> {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    if let Which::Postgres(pg) = args.which {
+        // Its own flags: a server to use, and a scratch directory it makes itself.
+        return super::bench_pg::run(pg);
+    }
     let common = match &args.which {
         Which::Write { common, .. }
         | Which::Relay { common, .. }
@@ -205,6 +211,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         | Which::Poll { common, .. }
         | Which::Cleanup { common, .. }
         | Which::Inbox { common, .. } => common.clone(),
+        Which::Postgres(_) => unreachable!("returned above"),
     };
     bench::refuse_debug_build(common.allow_debug)?;
     if !common.dir.is_dir() {
@@ -355,5 +362,6 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             max_rows,
             events_per_aggregate: 3,
         }),
+        Which::Postgres(_) => unreachable!("run() hands PostgreSQL benchmarks to bench_pg"),
     }
 }

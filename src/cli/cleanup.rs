@@ -48,6 +48,31 @@ pub fn apply_layout(data: &DataDir, args: &LayoutArgs) -> Result<String> {
     }
 }
 
+/// `init --postgres URL`: PostgreSQL's outbox is always a partitioned table (by id range);
+/// asking for the single layout is refused. `--segment-rows` sizes its partitions when given
+/// explicitly; SQLite's segment default is not PostgreSQL's (see `store::pg::schema`).
+pub fn init_postgres(
+    dir: &std::path::Path,
+    partitions: u32,
+    url: String,
+    args: &LayoutArgs,
+) -> Result<(DataDir, String)> {
+    if args.outbox_layout == Some(Layout::Single) {
+        return Err(crate::Error::Input(
+            "--outbox-layout single: the PostgreSQL outbox is always partitioned by id range"
+                .into(),
+        ));
+    }
+    let rows = (args.segment_rows != segments::DEFAULT_SEGMENT_ROWS).then_some(args.segment_rows);
+    let store = crate::store::StoreConfig::Postgres(url);
+    let data = DataDir::init_with_store(dir, partitions, store, rows)?;
+    let note = format!(
+        ", store {}, outbox partitioned by id range",
+        data.store.describe()
+    );
+    Ok((data, note))
+}
+
 fn partitioned_note(conn: &rusqlite::Connection) -> Result<String> {
     let rows = segments::segment_rows_of(conn)?;
     Ok(format!(" (partitioned outbox, {rows} rows per segment)"))
@@ -110,10 +135,11 @@ pub struct CleanupArgs {
 pub fn run(args: CleanupArgs) -> Result<ExitCode> {
     let data = super::open(&args.dir, "cleanup")?;
     let config = args.flags.config(args.max_batches)?;
-    // NORMAL: a cleanup lost to a power cut just runs again; nothing anyone waits on is lost.
-    let mut conn = db::open(&data.orders_db(), Synchronous::Normal)?;
+    // The store's own connection settings (SQLite: NORMAL — a cleanup lost to a power cut just
+    // runs again; nothing anyone waits on is lost).
+    let mut store = crate::store::open_outbox(&data, crate::store::ClaimMode::default())?;
     let stop = super::stop_flag()?;
-    let report = cleanup::run(&mut conn, &config, now_us(), &stop)?;
+    let report = store.cleanup(&config, now_us(), &stop, &mut cleanup::Pacer::sleeping())?;
     out::line(serde_json::to_string(&report).expect("report serialises"))?;
     Ok(ExitCode::SUCCESS)
 }

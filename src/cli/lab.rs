@@ -54,6 +54,9 @@ pub struct CrashRunArgs {
     /// Print the outcome as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Run on this PostgreSQL database (its outbox-lab tables are wiped first).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
     /// Also write the run as one self-contained HTML page (an SVG timeline, no JavaScript).
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
@@ -81,6 +84,11 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
             crate::lab::power_campaign::MAX_CUTS_PER_RUN
         )));
     }
+    if args.power_cuts > 0 && args.postgres.is_some() {
+        return Err(Error::Input(
+            "--power-cuts models this machine's files losing their unsynced tails; with --postgres the orders live on a server it cannot cut".into(),
+        ));
+    }
     if args.power_cuts > 0 && args.mode != Mode::Outbox {
         return Err(Error::Input(
             "--power-cuts needs --mode outbox: the naive modes lose events without any cut".into(),
@@ -99,6 +107,7 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         crashes: args.crashes,
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
+        store: store_of(args.postgres),
         power_cuts: args.power_cuts,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };
@@ -180,6 +189,17 @@ pub struct ReplicasArgs {
     /// Print the outcome as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Run on this PostgreSQL database (its outbox-lab tables are wiped first).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+}
+
+/// `--postgres URL` or the SQLite default.
+fn store_of(postgres: Option<String>) -> crate::store::StoreConfig {
+    postgres.map_or(
+        crate::store::StoreConfig::Sqlite,
+        crate::store::StoreConfig::Postgres,
+    )
 }
 
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
@@ -198,6 +218,7 @@ pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
         batch: args.batch,
         lease_ms: args.lease_ms,
         crashes: args.crash,
+        store: store_of(args.postgres),
     };
     let outcome = crate::lab::replicas::run(&run)?;
     if args.json {

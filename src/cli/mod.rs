@@ -7,6 +7,7 @@
 //! a failed verification), 2 an operating error (printed on stderr).
 
 mod bench;
+mod bench_pg;
 mod bounds;
 mod checklab;
 mod cleanup;
@@ -55,6 +56,10 @@ pub enum Command {
         partitions: u32,
         #[command(flatten)]
         layout: cleanup::LayoutArgs,
+        /// Keep orders and outbox in this PostgreSQL database instead of orders.db
+        /// (e.g. the URL `scripts/pg-up DIR` prints). Recorded in the data directory.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Place orders: generated (--count/--seed) or JSON lines from stdin.
     Place(place::PlaceArgs),
@@ -97,6 +102,10 @@ pub enum Command {
         /// rows wait this long).
         #[arg(long, default_value_t = 5_000)]
         lease_ms: u64,
+        /// PostgreSQL store: `locked` holds the claim's row locks across append and sync;
+        /// `lease` writes a lease into the rows and commits at once (SQLite always leases).
+        #[arg(long, value_enum, default_value_t = crate::store::ClaimMode::Locked)]
+        claim_mode: crate::store::ClaimMode,
         /// fdatasync the partitions of a pass in parallel threads, all before marking (the
         /// default; the flag is kept so that older scripts still run).
         #[arg(long, conflicts_with = "sync_in_turn")]
@@ -294,9 +303,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             partitions,
             layout,
+            postgres,
         } => {
-            let data = DataDir::init(&dir, partitions)?;
-            let layout = cleanup::apply_layout(&data, &layout)?;
+            let (data, layout) = match postgres {
+                None => {
+                    let data = DataDir::init(&dir, partitions)?;
+                    let layout = cleanup::apply_layout(&data, &layout)?;
+                    (data, layout)
+                }
+                Some(url) => cleanup::init_postgres(&dir, partitions, url, &layout)?,
+            };
             out::line(format_args!(
                 "initialised {} with {} partitions{layout}",
                 data.root.display(),
@@ -314,6 +330,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             wake,
             batch,
             lease_ms,
+            claim_mode,
             sync_in_parallel: _, // the default
             sync_in_turn,
             overlap_sync,
@@ -333,6 +350,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 lease_ms: check_lease_ms(lease_ms)?,
                 sync_in_parallel: !sync_in_turn,
                 overlap_sync,
+                claim_mode,
                 ..RelayConfig::default()
             };
             let mut relay = cleanup::attach(Relay::open(&data, config)?, &cleanup_args)?;

@@ -19,7 +19,8 @@ use serde_json::json;
 use crate::order::input::{InputLine, MAX_REQUEST_ID_CHARS, read_line, truncate_echo};
 use crate::order::lifecycle::Transition;
 use crate::order::workload::{Generated, run_generated};
-use crate::order::{Mode, OrderRequest, OrderService};
+use crate::order::{Mode, OrderRequest};
+use crate::store::OrderStore;
 use crate::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -61,7 +62,7 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
         Mode::Naive | Mode::NaivePublishFirst => 1,
     };
     let dir = super::open(&args.dir, "order-service")?;
-    let mut service = OrderService::open(&dir, args.mode)?;
+    let mut service = crate::store::open_orders(&dir, args.mode)?;
     // Flushed per line: a client reads each reply as its order commits.
     let mut reply = |line: serde_json::Value| -> Result<()> { out::line(line) };
     if let Some(count) = args.count {
@@ -75,10 +76,10 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
             lifecycle: args.lifecycle,
             max_group,
         };
-        run_generated(&mut service, &generated, &mut reply)?;
+        run_generated(service.as_mut(), &generated, &mut reply)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let failed = place_stdin(&mut service, max_group, &mut reply)?;
+    let failed = place_stdin(service.as_mut(), max_group, &mut reply)?;
     if failed > 0 {
         eprintln!("outbox-lab: {failed} input line(s) rejected; nothing was written for them");
         return Ok(ExitCode::from(1));
@@ -101,7 +102,7 @@ type Line = (usize, InputLine);
 
 /// Group-commit stdin: returns how many lines were rejected.
 fn place_stdin(
-    service: &mut OrderService,
+    service: &mut dyn OrderStore,
     max_group: usize,
     reply: &mut impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<u64> {
@@ -148,7 +149,7 @@ fn place_stdin(
 /// Parse `lines`, place the good ones as one group, reply to every line in input order. Each
 /// line is judged alone: a bad one (not UTF-8, too long, not an order) gets its own error.
 fn place_lines(
-    service: &mut OrderService,
+    service: &mut dyn OrderStore,
     lines: Vec<Line>,
     reply: &mut impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<u64> {
@@ -200,7 +201,7 @@ fn request_id_of(line: &str) -> serde_json::Value {
 
 pub fn transition(dir: &Path, order_id: i64, pay: bool) -> Result<ExitCode> {
     let data = super::open(dir, "order-service")?;
-    let mut service = OrderService::open(&data, Mode::Outbox)?;
+    let mut service = crate::store::open_orders(&data, Mode::Outbox)?;
     let step = if pay {
         Transition::Pay
     } else {

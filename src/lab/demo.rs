@@ -68,6 +68,19 @@ pub fn run_mode(root: &std::path::Path, seed: u64, mode: Mode) -> Result<Outcome
     ))
 }
 
+/// Run one mode of the example scenario in `root/<mode>`, on `store` (wiped first).
+pub fn run_mode_on(
+    root: &std::path::Path,
+    seed: u64,
+    mode: Mode,
+    store: &crate::store::StoreConfig,
+) -> Result<Outcome> {
+    harness::run(&Scenario {
+        store: store.clone(),
+        ..Scenario::new(root.join(harness::mode_name(mode)), seed, mode)
+    })
+}
+
 /// The story of the first lost event: committed, killed, never appended.
 pub fn lost_story(outcome: &Outcome) -> Result<String> {
     let Some(lost) = outcome.report.lost.first() else {

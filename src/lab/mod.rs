@@ -9,9 +9,11 @@
 //! - [`power_campaign`]: many power cuts ([`harness::power`]) across seeds, summed up;
 //! - [`replicas`] and [`claims`]: K relays on one outbox, and the claim evidence in the trace;
 //! - [`inbox_demo`]: the dedupe window, shown (the `inbox_retention` example);
+//! - [`pg_cluster`]: a throwaway PostgreSQL for the `postgres` example and the benchmarks;
 //! - [`bench`](mod@bench): the benchmarks behind `outbox-lab bench`, one framework, one report type.
 
 pub mod bench;
+pub mod bench_pg;
 pub mod campaign;
 pub mod checker;
 pub mod claims;
@@ -20,6 +22,7 @@ pub mod demo;
 pub mod fixture;
 pub mod harness;
 pub mod inbox_demo;
+pub mod pg_cluster;
 pub mod power_campaign;
 pub mod replicas;
 pub mod rundir;

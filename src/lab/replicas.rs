@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::lab::checker::{self, Report};
 use crate::lab::claims::{self, ClaimStats};
@@ -35,6 +34,8 @@ pub struct Replicas {
     pub lease_ms: u64,
     /// `point@hit` crashes handed to relay incarnations in turn.
     pub crashes: Vec<String>,
+    /// Where orders and outbox live (wiped at the start of the run).
+    pub store: crate::store::StoreConfig,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,10 +60,7 @@ impl ReplicasOutcome {
 pub fn run(r: &Replicas) -> Result<ReplicasOutcome> {
     assert!(r.relays >= 1, "at least one relay");
     let started = Instant::now();
-    if r.dir.exists() {
-        std::fs::remove_dir_all(&r.dir).ctx(format!("clearing {}", r.dir.display()))?;
-    }
-    let data = DataDir::init(&r.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    let data = crate::store::fresh_data_dir(&r.dir, crate::broker::DEFAULT_PARTITIONS, &r.store)?;
     crate::lab::rundir::mark(&r.dir)?;
     let logs = r.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;

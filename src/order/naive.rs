@@ -73,7 +73,7 @@ impl OrderService {
 }
 
 /// Append the event straight to the log and sync it: the second write of the dual write.
-fn publish(
+pub(crate) fn publish(
     broker: &mut Broker,
     partitions: u32,
     order_id: i64,

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::order::lifecycle::Transition;
-use crate::order::{OrderService, PlaceStatus, generate};
+use crate::order::{PlaceStatus, generate};
+use crate::store::OrderStore;
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct WorkloadTotals {
@@ -34,7 +35,7 @@ pub struct Generated {
 /// Place the generated orders; `reply` gets one JSON value per operation, as `place` prints
 /// them. Without a lifecycle every order is already waiting, so they go in full groups.
 pub fn run_generated(
-    service: &mut OrderService,
+    service: &mut dyn OrderStore,
     g: &Generated,
     mut reply: impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<WorkloadTotals> {
@@ -69,7 +70,7 @@ pub fn run_generated(
 }
 
 fn run_grouped(
-    service: &mut OrderService,
+    service: &mut dyn OrderStore,
     g: &Generated,
     mut reply: impl FnMut(serde_json::Value) -> Result<()>,
 ) -> Result<WorkloadTotals> {
@@ -88,7 +89,7 @@ fn run_grouped(
 }
 
 fn transition(
-    service: &mut OrderService,
+    service: &mut dyn OrderStore,
     order_id: i64,
     step: Transition,
     reply: &mut impl FnMut(serde_json::Value) -> Result<()>,

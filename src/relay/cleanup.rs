@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::clock::now_us;
 use crate::error::Result;
-use crate::outbox::cleanup::{self, CleanupConfig, Pacer};
+use crate::outbox::cleanup::{CleanupConfig, Pacer};
 use crate::relay::Relay;
 use crate::trace::{self, Ev};
 
@@ -49,13 +49,9 @@ impl Relay {
             return Ok(());
         }
         schedule.last = Some(Instant::now());
-        let report = cleanup::run_paced(
-            &mut self.conn,
-            &schedule.config,
-            now_us(),
-            stop,
-            &mut schedule.pacer,
-        )?;
+        let report = self
+            .store
+            .cleanup(&schedule.config, now_us(), stop, &mut schedule.pacer)?;
         if report.batches > 0 {
             trace::emit(
                 Ev::Cleaned,

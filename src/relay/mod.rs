@@ -30,12 +30,10 @@ mod pass;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::Connection;
-
 use crate::broker::{Broker, LockWait};
 use crate::datadir::DataDir;
-use crate::db::{self, Synchronous};
 use crate::error::{Error, Result};
+use crate::store::{ClaimMode, OutboxStore};
 use crate::wake::{Waiter, WakeMode};
 
 pub use cleanup::CleanupSchedule;
@@ -60,6 +58,8 @@ pub struct RelayConfig {
     /// The longest a batch waits for a partition's append lock before its rows are left to
     /// their lease and the pass moves on (never more than half the lease).
     pub lock_wait_ms: u64,
+    /// PostgreSQL only: row locks held across append and sync, or a lease (see `store::pg`).
+    pub claim_mode: ClaimMode,
 }
 
 impl Default for RelayConfig {
@@ -77,6 +77,7 @@ impl Default for RelayConfig {
             // A healthy append holds the lock for µs, but on a loaded machine its holder can be
             // descheduled for 100s of ms; a full second is a frozen holder, not a slow one.
             lock_wait_ms: 1_000,
+            claim_mode: ClaimMode::default(),
         }
     }
 }
@@ -135,7 +136,8 @@ impl RelayTotals {
 }
 
 pub struct Relay {
-    conn: Connection,
+    /// The orders store's outbox (SQLite or PostgreSQL): the relay does not care which.
+    store: Box<dyn OutboxStore>,
     broker: Broker,
     partitions: u32,
     config: RelayConfig,
@@ -145,8 +147,6 @@ pub struct Relay {
     incarnation: u32,
     /// The batch appended and syncing while the next is claimed (`overlap_sync` only).
     in_flight: Option<overlap::InFlight>,
-    /// The outbox's layout, read once at open (see [`crate::outbox::layout`]).
-    layout: crate::outbox::Layout,
     /// Set by `with_cleanup`: the relay also removes old published rows.
     cleanup: Option<CleanupSchedule>,
     waiter: Waiter,
@@ -156,18 +156,29 @@ pub struct Relay {
 impl Relay {
     pub fn open(dir: &DataDir, config: RelayConfig) -> Result<Relay> {
         assert!(config.lease_ms > 0, "lease_ms must be positive");
-        // NORMAL: a claim or mark lost to a power cut only means the rows get shipped again
-        // (at-least-once absorbs it); the events themselves were committed FULL by the service.
-        let conn = db::open(&dir.orders_db(), Synchronous::Normal)?;
+        let store = crate::store::open_outbox(dir, config.claim_mode)?;
+        if config.overlap_sync && !store.allows_overlapping_claims() {
+            return Err(Error::Input(format!(
+                "--overlap-sync claims a batch while the last one syncs; the {} store's \
+                 locked claims hold one transaction at a time: use --claim-mode lease",
+                dir.store.describe()
+            )));
+        }
         let mut broker = Broker::open(&dir.broker_dir(), dir.partitions)?;
         recover_partitions(&mut broker, &config)?;
-        // Every commit to orders.db appends frames to its WAL: that write is the doorbell.
-        let waiter = Waiter::open(config.wake, &dir.root, "orders.db-wal")?;
-        let layout = crate::outbox::Layout::of(&conn)?;
+        let waiter = match (config.wake, store.doorbell_file()) {
+            (WakeMode::Poll, _) => Waiter::open(WakeMode::Poll, &dir.root, "")?,
+            (WakeMode::Doorbell, Some(file)) => Waiter::open(WakeMode::Doorbell, &dir.root, file)?,
+            (WakeMode::Doorbell, None) => {
+                return Err(Error::Input(format!(
+                    "--wake wal: the {} store has no local WAL file to watch; use --wake poll",
+                    dir.store.describe()
+                )));
+            }
+        };
         Ok(Relay {
             in_flight: None,
-            layout,
-            conn,
+            store,
             broker,
             partitions: dir.partitions,
             config,
@@ -217,8 +228,8 @@ impl Relay {
     }
 
     /// Rows not yet published (including those under someone's lease).
-    pub fn unpublished_count(&self) -> Result<u64> {
-        crate::outbox::unpublished_count(&self.conn, self.layout)
+    pub fn unpublished_count(&mut self) -> Result<u64> {
+        self.store.unpublished_count()
     }
 }
 

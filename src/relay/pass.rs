@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::broker::{LockWait, partition_of};
-use crate::clock::Clock;
 use crate::crashpoint::{self, Point};
 use crate::error::{Error, Result};
-use crate::outbox::{self, Claim, ClaimedRow};
+use crate::outbox::{Claim, ClaimedRow};
 use crate::relay::Relay;
 use crate::trace::{self, Ev};
 
@@ -88,14 +87,9 @@ impl Relay {
             self.incarnation,
             self.pass_no
         );
-        let claim = outbox::claim_batch(
-            &mut self.conn,
-            self.layout,
-            &token,
-            Clock::system(),
-            self.config.lease_ms,
-            self.config.batch,
-        )?;
+        let claim = self
+            .store
+            .claim(&token, self.config.lease_ms, self.config.batch)?;
         if claim.rows.is_empty() {
             // A pass that claimed nothing is not counted, so "pass N" in the trace is the N-th
             // pass that shipped rows — the count `OUTBOX_CRASH=relay.…@N` uses too. Its token
@@ -138,7 +132,7 @@ impl Relay {
         unshipped: usize,
         pass_no: u64,
     ) -> Result<(usize, usize)> {
-        let marked = outbox::mark_published(&mut self.conn, claim, Clock::system())?;
+        let marked = self.store.mark(claim)?;
         let fenced = claim.rows.len() - unshipped - marked;
         trace::emit(Ev::Marked, || {
             json!({ "relay": self.config.name, "pass": pass_no, "marked": marked, "fenced": fenced,
@@ -225,7 +219,7 @@ impl Relay {
         if ids.is_empty() {
             return Ok(0);
         }
-        outbox::release_unshipped(&mut self.conn, claim, &ids)?;
+        self.store.release_unshipped(claim, &ids)?;
         Ok(ids.len())
     }
 

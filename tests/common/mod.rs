@@ -2,6 +2,8 @@
 //! real binary the way a user (or an outside checker) would.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

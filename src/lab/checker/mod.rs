@@ -22,8 +22,10 @@ mod facts;
 mod keys;
 mod log;
 pub mod orders;
+mod orders_pg;
 mod render;
 
+use crate::store::StoreConfig;
 pub use causes::NO_CRASH_RECORDED;
 pub use orders::{CommittedOrder, OrdersStore, OutboxRow, SqliteOrders};
 
@@ -152,8 +154,16 @@ impl Report {
 
 /// Check a drained data directory, for the consumer group `group`.
 pub fn check(dir: &DataDir, group: &str) -> Result<Report> {
-    let orders = SqliteOrders::open(&dir.orders_db())?;
-    check_with(dir, group, &orders)
+    let orders = open_orders(dir)?;
+    check_with(dir, group, orders.as_ref())
+}
+
+/// The orders store the data directory was initialised with, read-only.
+pub fn open_orders(dir: &DataDir) -> Result<Box<dyn OrdersStore>> {
+    Ok(match &dir.store {
+        StoreConfig::Sqlite => Box::new(SqliteOrders::open(&dir.orders_db())?),
+        StoreConfig::Postgres(url) => Box::new(orders_pg::PgOrders::open(url)?),
+    })
 }
 
 /// Check with any orders store (SQLite, or another behind [`OrdersStore`]).

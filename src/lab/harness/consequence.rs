@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::crashpoint::Point;
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::lab::harness::{Fired, Outcome};
 use crate::trace::Ev;
 
@@ -236,33 +236,26 @@ fn reread(index: &Index<'_>, pid: u32) -> String {
     }
 }
 
-/// request id → order id, read-only from `orders.db`.
+/// request id → order id, read once from the orders store (SQLite or PostgreSQL), read-only.
 struct OrderIds {
-    conn: rusqlite::Connection,
+    by_request: std::collections::HashMap<String, i64>,
 }
 
 impl OrderIds {
     fn open(dir: &std::path::Path) -> Result<OrderIds> {
-        let path = dir.join("orders.db");
+        let data = crate::datadir::DataDir::open(dir)?;
         // Read-only: explaining a run must never change it.
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ctx(format!("opening {} read-only", path.display()))?;
-        Ok(OrderIds { conn })
+        let store = crate::lab::checker::open_orders(&data)?;
+        let mut by_request = std::collections::HashMap::new();
+        store.each_order(&mut |order| {
+            by_request.insert(order.request_id.to_string(), order.order_id);
+            Ok(())
+        })?;
+        Ok(OrderIds { by_request })
     }
 
     fn id_of(&self, request_id: &str) -> Result<Option<i64>> {
-        use rusqlite::OptionalExtension;
-        self.conn
-            .query_row(
-                "SELECT id FROM orders WHERE request_id = ?1",
-                [request_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .ctx(format!("looking up the order of request {request_id}"))
+        Ok(self.by_request.get(request_id).copied())
     }
 }
 

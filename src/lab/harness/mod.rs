@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::lab::checker::{self, Report};
 use crate::order::{Mode, generate};
@@ -55,6 +54,8 @@ pub struct Scenario {
     pub power_cuts: usize,
     /// Replace the seeded schedule with these `point@hit`s.
     pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
+    /// Where orders and outbox live (wiped at the start of the run).
+    pub store: crate::store::StoreConfig,
 }
 
 impl Scenario {
@@ -71,6 +72,7 @@ impl Scenario {
             lease_ms: 300,
             power_cuts: 0,
             explicit: None,
+            store: crate::store::StoreConfig::Sqlite,
         }
     }
 }
@@ -136,10 +138,7 @@ pub fn mode_name(mode: Mode) -> &'static str {
 /// Run a scenario in a fresh data directory (`s.dir` is wiped first).
 pub fn run(s: &Scenario) -> Result<Outcome> {
     let started = Instant::now();
-    if s.dir.exists() {
-        std::fs::remove_dir_all(&s.dir).ctx(format!("clearing {}", s.dir.display()))?;
-    }
-    let data = DataDir::init(&s.dir, crate::broker::DEFAULT_PARTITIONS)?;
+    let data = crate::store::fresh_data_dir(&s.dir, crate::broker::DEFAULT_PARTITIONS, &s.store)?;
     crate::lab::rundir::mark(&s.dir)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
