@@ -13,6 +13,10 @@
 //! while the log holds some events twice and the inbox applies each once. One difference shows
 //! in the ghost's story: PostgreSQL's sequences never hand an order id out twice, so the ghost
 //! names an order that does not exist rather than someone else's.
+//!
+//! A fourth column runs the outbox with CDC relays instead (`relay --cdc`: the outbox's INSERTs
+//! decoded from the WAL through a replication slot, no claim, no mark; one relay streams, the
+//! other stands by), killed at the `cdc.*` crash points of the same schedule.
 
 use std::process::ExitCode;
 
@@ -41,8 +45,12 @@ fn run() -> outbox_lab::Result<ExitCode> {
     println!("The story of one ghost (naive publish-first):");
     print!("{}", demo::ghost_story(&publish_first)?);
     let outbox = demo::run_mode_on(&root, seed, Mode::Outbox, &store)?;
+    let cdc = demo::run_cdc_on(&root, seed, &store)?;
 
-    println!("\n{}", compare::table(&[&naive, &publish_first, &outbox]));
+    println!(
+        "\n{}",
+        compare::table(&[&naive, &publish_first, &outbox, &cdc])
+    );
     print!("{}", compare::legend());
     print!("{}", compare::summary(&outbox)?);
     println!("\nThe story of one event delivered twice but applied once:");
@@ -54,6 +62,13 @@ fn run() -> outbox_lab::Result<ExitCode> {
 
     let r = &outbox.report;
     let redelivered = r.redelivered + r.consumer_redeliveries;
+    if !cdc.report.ok() {
+        println!(
+            "OUTBOX + CDC FAILED on seed {seed}: lost {}, applied twice {}",
+            cdc.report.lost_count, cdc.report.applied_twice
+        );
+        return Ok(ExitCode::from(1));
+    }
     if !r.ok() || redelivered == 0 {
         println!(
             "OUTBOX ON POSTGRESQL FAILED or proved nothing on seed {seed}: lost {}, applied twice {}, redelivered {redelivered}",

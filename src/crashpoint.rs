@@ -12,6 +12,8 @@
 //! ```text
 //!   relay pass:  claim ─▶ [relay.after_claim] ─▶ append ─▶ [relay.after_append]
 //!                ─▶ sync_data ─▶ [relay.after_sync] ─▶ mark published
+//!   CDC relay:   decode ─▶ [cdc.after_receive] ─▶ append ─▶ [cdc.after_append]
+//!                ─▶ sync_data ─▶ [cdc.after_sync] ─▶ advance the slot
 //! ```
 
 use std::fmt;
@@ -33,6 +35,9 @@ pub enum Point {
     RelayAfterSync,
     BrokerTornAppend,
     ConsumerAfterApply,
+    CdcAfterReceive,
+    CdcAfterAppend,
+    CdcAfterSync,
 }
 
 /// Which process a crash point lives in: the harness arms the matching child.
@@ -47,7 +52,7 @@ pub enum Component {
 
 impl Point {
     /// In `outbox-lab crash-points` order.
-    pub const ALL: [Point; 9] = [
+    pub const ALL: [Point; 12] = [
         Point::NaiveAfterCommit,
         Point::NaiveAfterPublish,
         Point::OrderBeforeCommit,
@@ -57,6 +62,9 @@ impl Point {
         Point::RelayAfterSync,
         Point::BrokerTornAppend,
         Point::ConsumerAfterApply,
+        Point::CdcAfterReceive,
+        Point::CdcAfterAppend,
+        Point::CdcAfterSync,
     ];
 
     /// The stable on-disk name (`OUTBOX_CRASH`, `trace.jsonl`).
@@ -71,6 +79,9 @@ impl Point {
             Point::RelayAfterSync => "relay.after_sync",
             Point::BrokerTornAppend => "broker.torn_append",
             Point::ConsumerAfterApply => "consumer.after_apply",
+            Point::CdcAfterReceive => "cdc.after_receive",
+            Point::CdcAfterAppend => "cdc.after_append",
+            Point::CdcAfterSync => "cdc.after_sync",
         }
     }
 
@@ -104,6 +115,15 @@ impl Point {
             Point::ConsumerAfterApply => {
                 "consumer: effect committed, offset not -> REDELIVERED to the consumer; the inbox skips it"
             }
+            Point::CdcAfterReceive => {
+                "CDC relay: changes decoded, nothing appended, slot not advanced -> decoded again on restart"
+            }
+            Point::CdcAfterAppend => {
+                "CDC relay: written, not synced, slot not advanced -> decoded again and re-appended"
+            }
+            Point::CdcAfterSync => {
+                "CDC relay: durably appended, slot not advanced -> DELIVERED TWICE: the consumer absorbs it"
+            }
         }
     }
 
@@ -116,7 +136,10 @@ impl Point {
             Point::RelayAfterClaim
             | Point::RelayAfterAppend
             | Point::RelayAfterSync
-            | Point::BrokerTornAppend => Component::Relay,
+            | Point::BrokerTornAppend
+            | Point::CdcAfterReceive
+            | Point::CdcAfterAppend
+            | Point::CdcAfterSync => Component::Relay,
             Point::ConsumerAfterApply => Component::Consumer,
         }
     }
@@ -272,7 +295,7 @@ mod tests {
             let prefix = point.name().split('.').next().unwrap();
             let expected = match point.component() {
                 Component::Client => ["naive", "order"].contains(&prefix),
-                Component::Relay => ["relay", "broker"].contains(&prefix),
+                Component::Relay => ["relay", "broker", "cdc"].contains(&prefix),
                 Component::Consumer => prefix == "consumer",
             };
             assert!(expected, "{point} filed under {:?}", point.component());

@@ -36,6 +36,8 @@ pub enum Error {
     NotInitialised { dir: PathBuf, reason: String },
     /// Bad user input: names the field and what is wrong with it.
     Input(String),
+    /// A replication slot handed back a change this decoder cannot read: never skipped.
+    Decode { slot: String, reason: String },
     /// A file lock stayed busy for the whole bounded wait (or the wait was told to stop).
     LockBusy {
         file: PathBuf,
@@ -69,6 +71,9 @@ impl fmt::Display for Error {
                 dir.display()
             ),
             Error::Input(msg) => write!(f, "{msg}"),
+            Error::Decode { slot, reason } => {
+                write!(f, "replication slot {slot}: undecodable change: {reason}")
+            }
             Error::LockBusy {
                 file,
                 holder_pid,

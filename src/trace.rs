@@ -40,10 +40,14 @@ pub enum Ev {
     InboxSwept,
     /// A relay gave up waiting for a partition's append lock (`partition`, `holder_pid`).
     LockBusy,
+    /// The CDC relay decoded committed outbox inserts from its replication slot.
+    Received,
+    /// The CDC relay advanced its slot past what it had durably appended.
+    Confirmed,
 }
 
 impl Ev {
-    pub const ALL: [Ev; 17] = [
+    pub const ALL: [Ev; 19] = [
         Ev::Placed,
         Ev::Committed,
         Ev::Claimed,
@@ -61,6 +65,8 @@ impl Ev {
         Ev::Cleaned,
         Ev::InboxSwept,
         Ev::LockBusy,
+        Ev::Received,
+        Ev::Confirmed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -82,6 +88,8 @@ impl Ev {
             Ev::Cleaned => "cleaned",
             Ev::InboxSwept => "inbox_swept",
             Ev::LockBusy => "lock_busy",
+            Ev::Received => "received",
+            Ev::Confirmed => "confirmed",
         }
     }
 

@@ -53,6 +53,13 @@ pub enum Which {
         /// Seed of the generated orders.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// PostgreSQL instead: a server URL (each run creates and drops a database of its
+        /// own); compares keeping outbox rows, the NOTIFY trigger, and insert-and-delete.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// With --postgres: writer connections placing the orders.
+        #[arg(long, default_value_t = 4)]
+        writers: u64,
     },
     /// Relay events/s by batch size and relay count, beside a bare relay (the floor).
     Relay {
@@ -115,6 +122,30 @@ pub enum Which {
         /// Seed of the generated orders.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// PostgreSQL instead: a server URL (each run creates and drops a database of its
+        /// own); compares the 500 ms polling relay, the LISTEN/NOTIFY relay and the CDC relay.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// With --postgres: the offered rates (orders/s), all in one run (--rate is ignored).
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+        rates: Vec<u64>,
+        /// With --postgres: writer connections sharing the rate.
+        #[arg(long, default_value_t = 4)]
+        writers: u64,
+        /// With --postgres: also draw the latency distributions as an SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// PostgreSQL CDC: how long the slot goes unstreamed when its relay is killed.
+    Takeover {
+        #[command(flatten)]
+        common: Common,
+        /// A server URL (a database is created for the run and dropped after).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// Takeovers to time (each kills the streamer and waits for the standby).
+        #[arg(long, default_value_t = 10)]
+        rounds: u64,
     },
     /// The claim of a batch as the outbox grows to 10k, 100k, 1M, 10M published rows.
     Poll {
@@ -208,6 +239,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         | Which::Consume { common, .. }
         | Which::Pipeline { common, .. }
         | Which::Latency { common, .. }
+        | Which::Takeover { common, .. }
         | Which::Poll { common, .. }
         | Which::Cleanup { common, .. }
         | Which::Inbox { common, .. } => common.clone(),
@@ -228,6 +260,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 fn measure(which: Which, common: &Common) -> Result<Report> {
     let scratch = common.dir.clone();
     match which {
+        Which::Write {
+            orders,
+            rounds,
+            seed,
+            postgres: Some(url),
+            writers,
+            ..
+        } => {
+            crate::store::pg::parse(&url)?;
+            bench::write_pg::run(
+                &url,
+                within("orders", orders, bench::write::MAX_ORDERS)?,
+                within("writers", writers, bench::latency_pg::MAX_WRITERS as u64)? as usize,
+                within("rounds", rounds, bench::write::MAX_ROUNDS as u64)? as usize,
+                seed,
+                &scratch,
+            )
+        }
         Which::Write {
             orders,
             rounds,
@@ -282,6 +332,45 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
                 seed,
                 scratch,
             })
+        }
+        Which::Latency {
+            duration_ms,
+            rounds,
+            seed,
+            postgres: Some(url),
+            rates,
+            writers,
+            svg,
+            ..
+        } => {
+            crate::store::pg::parse(&url)?;
+            if rates.is_empty() || rates.len() > 4 {
+                return Err(Error::Input(format!(
+                    "--rates takes 1 to 4 rates, got {}",
+                    rates.len()
+                )));
+            }
+            for rate in &rates {
+                within("rates", *rate, bench::latency::MAX_RATE_PER_S)?;
+            }
+            bench::latency_pg::run(&bench::latency_pg::PgLatencyBench {
+                admin_url: url,
+                rates_per_s: rates,
+                duration_ms: within("duration-ms", duration_ms, bench::latency::MAX_DURATION_MS)?,
+                rounds: within("rounds", rounds, bench::latency::MAX_ROUNDS as u64)? as usize,
+                seed,
+                writers: within("writers", writers, bench::latency_pg::MAX_WRITERS as u64)?
+                    as usize,
+                svg,
+                scratch,
+            })
+        }
+        Which::Takeover {
+            postgres, rounds, ..
+        } => {
+            crate::store::pg::parse(&postgres)?;
+            let rounds = within("rounds", rounds, bench::takeover::MAX_ROUNDS as u64)? as usize;
+            bench::takeover::run(&postgres, rounds, &scratch)
         }
         Which::Latency {
             rate,

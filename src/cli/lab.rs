@@ -57,6 +57,10 @@ pub struct CrashRunArgs {
     /// Run on this PostgreSQL database (its outbox-lab tables are wiped first).
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// With --postgres: CDC relays on a replication slot (`relay --cdc`); --relays beyond the
+    /// first stand by and take over when the streamer dies.
+    #[arg(long, requires = "postgres")]
+    pub cdc: bool,
     /// Also write the run as one self-contained HTML page (an SVG timeline, no JavaScript).
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
@@ -108,6 +112,7 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
         relay_batch: args.batch,
         lease_ms: args.lease_ms,
         store: store_of(args.postgres),
+        cdc: args.cdc,
         power_cuts: args.power_cuts,
         ..Scenario::new(args.dir, args.seed, args.mode)
     };

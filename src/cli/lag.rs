@@ -68,10 +68,20 @@ pub fn run(args: LagArgs) -> Result<ExitCode> {
     loop {
         let snapshot = lag::measure(&data, &args.group, Clock::system())?;
         let exceeded = thresholds.exceeded(&snapshot);
+        // A CDC directory: the slot is the relay's backlog (its rows are never marked).
+        let slot = super::cdc::slot_of(&data)?;
         if args.json {
-            out::line(serde_json::json!({ "lag": snapshot, "exceeded": exceeded }))?;
+            out::line(
+                serde_json::json!({ "lag": snapshot, "exceeded": exceeded, "cdc_slot": slot }),
+            )?;
         } else {
             out::text(lag::to_text(&snapshot))?;
+            if let Some(slot) = &slot {
+                out::text(format!(
+                    "cdc      (relay --cdc never marks rows: its backlog is the slot's)\n  {}",
+                    slot.to_text()
+                ))?;
+            }
             for why in &exceeded {
                 out::line(format_args!("EXCEEDED: {why}"))?;
             }

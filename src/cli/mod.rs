@@ -9,6 +9,7 @@
 mod bench;
 mod bench_pg;
 mod bounds;
+mod cdc;
 mod checklab;
 mod cleanup;
 mod lab;
@@ -60,6 +61,11 @@ pub enum Command {
         /// (e.g. the URL `scripts/pg-up DIR` prints). Recorded in the data directory.
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+        /// PostgreSQL: create the replication slot the CDC relay streams (before any order:
+        /// a slot sees only what commits after it). `delete`: each order's transaction
+        /// deletes its outbox row again, so the event lives only in the WAL.
+        #[arg(long, value_enum, value_name = "ROWS")]
+        cdc: Option<crate::store::pg::cdc::OutboxRows>,
     },
     /// Place orders: generated (--count/--seed) or JSON lines from stdin.
     Place(place::PlaceArgs),
@@ -117,9 +123,14 @@ pub enum Command {
         /// only after its own sync. A crash then may ship the batch in flight twice.
         #[arg(long, conflicts_with = "sync_in_turn")]
         overlap_sync: bool,
-        /// Exit when no unpublished row remains.
+        /// Exit when no unpublished row remains (with --cdc: when the slot has nothing new).
         #[arg(long)]
         until_empty: bool,
+        /// PostgreSQL set up with `init --cdc`: stream the outbox's INSERTs from the WAL through
+        /// the replication slot (no claim, no mark); --batch is then decoded messages per peek.
+        /// One relay streams a slot; another waits as its standby.
+        #[arg(long)]
+        cdc: bool,
         #[command(flatten)]
         cleanup: cleanup::RelayCleanupArgs,
     },
@@ -148,6 +159,8 @@ pub enum Command {
     },
     /// Delete inbox rows processed longer ago than --inbox-retention, in small batches.
     SweepInbox(sweep::SweepArgs),
+    /// The CDC slot: WAL it retains on the server, confirmed lag, who streams it.
+    CdcStatus(cdc::StatusArgs),
     /// The checker: lost, ghost, redelivered, applied twice, out of order.
     Verify {
         /// Data directory of a drained run.
@@ -197,6 +210,9 @@ pub enum RelayWake {
     Poll,
     /// Doorbell on orders.db-wal, --poll-ms as the fallback.
     Wal,
+    /// PostgreSQL: LISTEN for the NOTIFY the outbox's insert trigger sends at commit,
+    /// --poll-ms as the fallback.
+    Notify,
 }
 
 /// When an idle consumer worker reads again.
@@ -304,8 +320,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             partitions,
             layout,
             postgres,
+            cdc: cdc_rows,
         } => {
-            let (data, layout) = match postgres {
+            if cdc_rows.is_some() && postgres.is_none() {
+                return Err(crate::Error::Input(
+                    "--cdc needs --postgres URL: SQLite has no logical change stream".into(),
+                ));
+            }
+            let (data, mut layout) = match postgres {
                 None => {
                     let data = DataDir::init(&dir, partitions)?;
                     let layout = cleanup::apply_layout(&data, &layout)?;
@@ -313,6 +335,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 Some(url) => cleanup::init_postgres(&dir, partitions, url, &layout)?,
             };
+            if let Some(rows) = cdc_rows {
+                layout.push_str(&cdc::setup(&data, rows)?);
+            }
             out::line(format_args!(
                 "initialised {} with {} partitions{layout}",
                 data.root.display(),
@@ -335,16 +360,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             sync_in_turn,
             overlap_sync,
             until_empty,
+            cdc: stream_cdc,
             cleanup: cleanup_args,
         } => {
             let data = open(&dir, &id)?;
             let stop = stop_flag()?;
+            if stream_cdc {
+                return cdc::relay(
+                    &data,
+                    id,
+                    check_poll_ms(poll_ms)?,
+                    batch,
+                    until_empty,
+                    &stop,
+                );
+            }
             let config = RelayConfig {
                 name: id,
                 poll_ms: check_poll_ms(poll_ms)?,
                 wake: match wake {
                     RelayWake::Poll => WakeMode::Poll,
                     RelayWake::Wal => WakeMode::Doorbell,
+                    RelayWake::Notify => WakeMode::Notify,
                 },
                 batch: check_batch(batch)?,
                 lease_ms: check_lease_ms(lease_ms)?,
@@ -392,6 +429,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SweepInbox(args) => sweep::run(args),
+        Command::CdcStatus(args) => cdc::status(args),
         Command::Verify { dir, group, json } => {
             let data = DataDir::open(&dir)?;
             let report = checker::check(&data, &group)?;

@@ -81,6 +81,24 @@ pub fn run_mode_on(
     })
 }
 
+/// The outbox mode again with CDC relays on a replication slot (`relay --cdc`, one streaming,
+/// one standing by), in `root/outbox-cdc`, on `store` (PostgreSQL; wiped first). Its column is
+/// labelled `outbox + CDC`.
+pub fn run_cdc_on(
+    root: &std::path::Path,
+    seed: u64,
+    store: &crate::store::StoreConfig,
+) -> Result<Outcome> {
+    let mut outcome = harness::run(&Scenario {
+        store: store.clone(),
+        cdc: true,
+        relays: 2,
+        ..Scenario::new(root.join("outbox-cdc"), seed, Mode::Outbox)
+    })?;
+    outcome.mode = "outbox + CDC".into();
+    Ok(outcome)
+}
+
 /// The story of the first lost event: committed, killed, never appended.
 pub fn lost_story(outcome: &Outcome) -> Result<String> {
     let Some(lost) = outcome.report.lost.first() else {

@@ -23,6 +23,7 @@
 //! consumer's inbox makes the *effect* exactly-once. Never mark before sync: a row marked
 //! published whose record was not yet durable could vanish in a power cut — a lost event.
 
+pub mod cdc;
 mod cleanup;
 mod lock_watch;
 mod overlap;
@@ -156,7 +157,7 @@ pub struct Relay {
 impl Relay {
     pub fn open(dir: &DataDir, config: RelayConfig) -> Result<Relay> {
         assert!(config.lease_ms > 0, "lease_ms must be positive");
-        let store = crate::store::open_outbox(dir, config.claim_mode)?;
+        let mut store = crate::store::open_outbox(dir, config.claim_mode)?;
         if config.overlap_sync && !store.allows_overlapping_claims() {
             return Err(Error::Input(format!(
                 "--overlap-sync claims a batch while the last one syncs; the {} store's \
@@ -169,6 +170,15 @@ impl Relay {
         let waiter = match (config.wake, store.doorbell_file()) {
             (WakeMode::Poll, _) => Waiter::open(WakeMode::Poll, &dir.root, "")?,
             (WakeMode::Doorbell, Some(file)) => Waiter::open(WakeMode::Doorbell, &dir.root, file)?,
+            (WakeMode::Notify, _) => {
+                if !store.listen()? {
+                    return Err(Error::Input(format!(
+                        "--wake notify: the {} store has no LISTEN/NOTIFY; use --wake wal",
+                        dir.store.describe()
+                    )));
+                }
+                Waiter::poll()
+            }
             (WakeMode::Doorbell, None) => {
                 return Err(Error::Input(format!(
                     "--wake wal: the {} store has no local WAL file to watch; use --wake poll",
@@ -202,6 +212,9 @@ impl Relay {
             // Before the pass, never after: a commit after this either is claimed by the pass
             // or rings again, so no wake-up is lost between looking and waiting.
             self.waiter.clear()?;
+            if self.config.wake == WakeMode::Notify {
+                self.store.drain_notifications()?;
+            }
             let report = self.pass_until(stop)?;
             self.cleanup_if_due(stop)?;
             if report.claimed + report.marked + report.fenced > 0 {
@@ -215,7 +228,11 @@ impl Relay {
             if until_empty && self.unpublished_count()? == 0 {
                 break;
             }
-            self.waiter.idle(stop, self.config.poll_ms)?;
+            if self.config.wake == WakeMode::Notify {
+                self.store.wait_notified(stop, self.config.poll_ms)?;
+            } else {
+                self.waiter.idle(stop, self.config.poll_ms)?;
+            }
         }
         // Stopped with a batch syncing (overlap_sync): it is durable soon, so mark it now
         // rather than leave it for its lease to expire and a second copy to be shipped.

@@ -99,6 +99,20 @@ pub trait OutboxStore: Send {
     fn doorbell_file(&self) -> Option<&'static str>;
     /// May a second claim be taken before the first is marked (the relay's overlapped sync)?
     fn allows_overlapping_claims(&self) -> bool;
+    /// PostgreSQL: LISTEN for the NOTIFY the outbox's insert trigger sends at commit (creating
+    /// the trigger if missing). False when the store has no notifications (SQLite).
+    fn listen(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Forget notifications already delivered (call right before looking for work).
+    fn drain_notifications(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Wait for a notification, at most `max_wait_ms`, or until `stop`.
+    fn wait_notified(&mut self, stop: &AtomicBool, max_wait_ms: u64) -> Result<()> {
+        let _ = (stop, max_wait_ms);
+        unreachable!("wait_notified on a store whose listen() said false")
+    }
 }
 
 /// How far behind the relays are, read-only: for `lag`.

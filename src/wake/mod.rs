@@ -78,6 +78,9 @@ pub enum WakeMode {
     Poll,
     /// Wait for the doorbell (a write to the watched file), at most `poll_ms`.
     Doorbell,
+    /// PostgreSQL: wait for the NOTIFY a committing writer sends, at most `poll_ms` (the
+    /// store's own connection listens; see `store::pg::notify`).
+    Notify,
 }
 
 /// What an idle loop waits on: a plain sleep, or a doorbell with the sleep as fallback.
@@ -93,7 +96,8 @@ impl Waiter {
     /// For `mode`, watching `dir/file_name` (only a doorbell looks at it).
     pub fn open(mode: WakeMode, dir: &std::path::Path, file_name: &str) -> Result<Waiter> {
         match mode {
-            WakeMode::Poll => Ok(Waiter::poll()),
+            // Notify: the store's connection does the waiting (see `relay::Relay::run`).
+            WakeMode::Poll | WakeMode::Notify => Ok(Waiter::poll()),
             WakeMode::Doorbell => Ok(Waiter {
                 bell: Some(doorbell::Doorbell::open(dir, file_name)?),
             }),

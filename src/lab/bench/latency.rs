@@ -70,12 +70,12 @@ const VARIANTS: [Variant; 3] = [
 
 /// One run: the latencies (ms) of every applied order.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-struct Percentiles {
-    orders: usize,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+pub(super) struct Percentiles {
+    pub(super) orders: usize,
+    pub(super) p50_ms: f64,
+    pub(super) p90_ms: f64,
+    pub(super) p99_ms: f64,
+    pub(super) max_ms: f64,
 }
 
 pub fn run(bench: &LatencyBench) -> Result<Report> {
@@ -172,7 +172,7 @@ pub(super) fn wait_applied(data: &DataDir, placed: u64, limit_ms: u64) -> Result
     }
 }
 
-fn latencies_ms(data: &DataDir) -> Result<Vec<f64>> {
+pub(super) fn latencies_ms(data: &DataDir) -> Result<Vec<f64>> {
     let conn = db::open(&data.consumer_db(), Synchronous::Normal)?; // reads only
     let mut stmt = conn
         .prepare("SELECT applied_at_us - created_at_us FROM effects")
@@ -185,7 +185,7 @@ fn latencies_ms(data: &DataDir) -> Result<Vec<f64>> {
     Ok(rows.into_iter().map(|us| us as f64 / 1000.0).collect())
 }
 
-fn percentiles(latencies_ms: &[f64]) -> Result<Percentiles> {
+pub(super) fn percentiles(latencies_ms: &[f64]) -> Result<Percentiles> {
     if latencies_ms.is_empty() {
         return Err(Error::Input("no order was applied".into()));
     }
@@ -256,18 +256,24 @@ impl Running {
         Ok(Running { child, stderr_path })
     }
 
-    pub(super) fn stop(mut self) -> Result<()> {
+    pub(super) fn stop(self) -> Result<()> {
+        self.stop_totals().map(|_| ())
+    }
+
+    /// Stop it, and return the totals JSON it printed as its last stderr line on the way out.
+    pub(super) fn stop_totals(mut self) -> Result<Value> {
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let status = self.child.wait().ctx("waiting for a benchmark child")?;
+        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
         if !status.success() {
-            let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
             return Err(Error::Input(format!(
                 "benchmark child ended with {status}: {}",
                 stderr.trim()
             )));
         }
-        Ok(())
+        let last = stderr.lines().last().unwrap_or("null");
+        Ok(serde_json::from_str(last).unwrap_or(Value::Null))
     }
 }
 

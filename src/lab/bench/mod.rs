@@ -10,6 +10,9 @@
 //!        ├─ consume.rs   consumer events/s, one transaction per record vs per batch
 //!        ├─ pipeline.rs  the whole pipeline as processes: sustained orders/s, commit → applied
 //!        ├─ latency.rs   commit → applied at a steady rate: polling vs doorbells
+//!        ├─ latency_pg.rs  the same on PostgreSQL: 500 ms polling vs LISTEN/NOTIFY vs CDC (+ svg.rs)
+//!        ├─ write_pg.rs  PostgreSQL write path: keep rows vs NOTIFY trigger vs insert-and-delete
+//!        ├─ takeover.rs  how long a CDC slot goes unstreamed when its streaming relay dies
 //!        ├─ poll.rs      the claim of 100 as the outbox grows to 10M published rows
 //!        ├─ cleanup.rs   the order write path's p50/p99 with cleanup running vs not
 //!        ├─ inbox.rs     the inbox's size and sweep cost by event rate and retention
@@ -46,12 +49,16 @@ pub mod consume;
 pub mod floor;
 pub mod inbox;
 pub mod latency;
+pub mod latency_pg;
 pub mod pipeline;
 pub mod poll;
 pub mod relay;
 mod scratch;
 mod stats;
+pub mod svg;
+pub mod takeover;
 pub mod write;
+pub mod write_pg;
 
 use std::path::Path;
 use std::time::Instant;

@@ -136,7 +136,10 @@ fn consequence(
         Point::RelayAfterClaim
         | Point::RelayAfterAppend
         | Point::RelayAfterSync
-        | Point::BrokerTornAppend => relay(index, fired.pid, point),
+        | Point::BrokerTornAppend
+        | Point::CdcAfterReceive
+        | Point::CdcAfterAppend
+        | Point::CdcAfterSync => relay(index, fired.pid, point),
     })
 }
 
@@ -185,7 +188,11 @@ fn relay(index: &Index<'_>, pid: u32, point: Point) -> String {
     let last_pass = index.of_pid(pid).filter_map(|l| l["pass"].as_u64()).max();
     let claimed: Vec<&str> = index
         .of_pid(pid)
-        .filter(|l| Ev::of_line(l) == Some(Ev::Claimed) && l["pass"].as_u64() == last_pass)
+        // A claim relay's pass claims its events; a CDC relay's batch receives them.
+        .filter(|l| {
+            matches!(Ev::of_line(l), Some(Ev::Claimed | Ev::Received))
+                && l["pass"].as_u64() == last_pass
+        })
         .filter_map(|l| l["event_id"].as_str())
         .collect();
     let copies = claimed
@@ -207,7 +214,14 @@ fn relay(index: &Index<'_>, pid: u32, point: Point) -> String {
         ""
     };
     let events = if n == 1 { "event" } else { "events" };
+    let cdc = matches!(
+        point,
+        Point::CdcAfterReceive | Point::CdcAfterAppend | Point::CdcAfterSync
+    );
     match copies {
+        0 if cdc => {
+            format!("{n} decoded {events} decoded again from the unmoved slot: no copies{torn}")
+        }
         0 => format!("{n} claimed {events} shipped again after the lease expired: no copies{torn}"),
         1 if n == 1 => format!("its 1 event appended again later (a copy){torn}"),
         1 => format!("1 of its {n} events appended again later (a copy){torn}"),

@@ -56,6 +56,9 @@ pub struct Scenario {
     pub explicit: Option<Vec<(crate::crashpoint::Point, u64)>>,
     /// Where orders and outbox live (wiped at the start of the run).
     pub store: crate::store::StoreConfig,
+    /// PostgreSQL: the relays are CDC relays on one slot (one streams, the rest stand by),
+    /// crashing at the `cdc.*` points instead of the claim relay's.
+    pub cdc: bool,
 }
 
 impl Scenario {
@@ -73,6 +76,7 @@ impl Scenario {
             power_cuts: 0,
             explicit: None,
             store: crate::store::StoreConfig::Sqlite,
+            cdc: false,
         }
     }
 }
@@ -139,11 +143,15 @@ pub fn mode_name(mode: Mode) -> &'static str {
 pub fn run(s: &Scenario) -> Result<Outcome> {
     let started = Instant::now();
     let data = crate::store::fresh_data_dir(&s.dir, crate::broker::DEFAULT_PARTITIONS, &s.store)?;
+    if s.cdc {
+        cdc_setup(&data)?;
+    }
     crate::lab::rundir::mark(&s.dir)?;
     let logs = s.dir.join("children");
     std::fs::create_dir_all(&logs).ctx(format!("creating {}", logs.display()))?;
     let schedule = match &s.explicit {
         Some(specs) => Schedule::explicit(s.seed, specs),
+        None if s.cdc => Schedule::from_seed(s.seed, s.orders, s.crashes, s.mode).for_cdc(),
         None => Schedule::from_seed(s.seed, s.orders, s.crashes, s.mode),
     };
     let mut fired = Vec::new();
@@ -234,6 +242,17 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     })
 }
 
+/// The CDC relays' slot, on the freshly wiped database (the wipe dropped any old slot, whose
+/// position would hand this run the last run's changes).
+fn cdc_setup(data: &crate::datadir::DataDir) -> Result<()> {
+    let crate::store::StoreConfig::Postgres(url) = &data.store else {
+        return Err(Error::Input("--cdc needs --postgres URL".into()));
+    };
+    let mut client = crate::store::pg::connect(url, crate::store::pg::DEFAULT_IDLE_IN_TX_MS)?;
+    crate::store::pg::cdc::setup(&mut client, crate::store::pg::cdc::OutboxRows::Keep)?;
+    Ok(())
+}
+
 fn relay_restarter(s: &Scenario, schedule: &Schedule) -> restarter::Restarter {
     let crashes: VecDeque<String> = schedule
         .relay
@@ -242,6 +261,7 @@ fn relay_restarter(s: &Scenario, schedule: &Schedule) -> restarter::Restarter {
         .collect();
     let dir = s.dir.display().to_string();
     let (batch, lease_ms) = (s.relay_batch.to_string(), s.lease_ms.to_string());
+    let cdc = s.cdc;
     restarter::Restarter::new("relay", s.relays, crashes, move |slot, draining| {
         let mut args: Vec<String> = [
             "relay",
@@ -259,6 +279,11 @@ fn relay_restarter(s: &Scenario, schedule: &Schedule) -> restarter::Restarter {
         .iter()
         .map(|a| a.to_string())
         .collect();
+        if cdc {
+            // --batch is decoded messages then (~3 per order: begin, insert, commit);
+            // --lease-ms is accepted and unused (the slot has no lease).
+            args.push("--cdc".into());
+        }
         if draining {
             args.push("--until-empty".into());
         }

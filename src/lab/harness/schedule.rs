@@ -80,6 +80,20 @@ impl Schedule {
         }
     }
 
+    /// The same schedule for CDC relays: each claim-relay point becomes the CDC relay's point
+    /// in the same window (after claim → after receive, …); a torn append stays one.
+    pub fn for_cdc(mut self) -> Schedule {
+        for (point, _) in &mut self.relay {
+            *point = match *point {
+                Point::RelayAfterClaim => Point::CdcAfterReceive,
+                Point::RelayAfterAppend => Point::CdcAfterAppend,
+                Point::RelayAfterSync => Point::CdcAfterSync,
+                other => other,
+            };
+        }
+        self
+    }
+
     /// A hand-written schedule (`point@hit` each), for tests and replaying one crash. Client
     /// hits count placements over the whole run; relay and consumer hits, passes since start.
     pub fn explicit(seed: u64, specs: &[(Point, u64)]) -> Schedule {

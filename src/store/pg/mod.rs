@@ -5,7 +5,9 @@
 //! and `synchronous_commit=on` per session, set below, so COMMIT returns only once the WAL is
 //! flushed — the same promise as SQLite's `synchronous=FULL`.
 
+pub mod cdc;
 pub mod cleanup;
+pub mod notify;
 pub mod orders;
 pub mod outbox;
 pub mod schema;

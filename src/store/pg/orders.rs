@@ -32,6 +32,9 @@ pub struct PgOrders {
     /// Only the naive modes append to the log themselves.
     broker: Option<Broker>,
     partitions: u32,
+    /// `init --cdc delete`: each transaction deletes the outbox row it inserted (the CDC relay
+    /// reads the INSERT from the WAL; the table stays empty).
+    delete_outbox_rows: bool,
 }
 
 /// What one attempt at a transaction ended in.
@@ -44,7 +47,9 @@ enum Attempt<T> {
 impl PgOrders {
     pub fn open(dir: &DataDir, url: &str, mode: Mode) -> Result<PgOrders> {
         // synchronous_commit=on (set by connect): "placed" only once the order survives power loss.
-        let client = pg::connect(url, pg::DEFAULT_IDLE_IN_TX_MS)?;
+        let mut client = pg::connect(url, pg::DEFAULT_IDLE_IN_TX_MS)?;
+        let delete_outbox_rows = pg::cdc::read_settings(&mut client)?
+            .is_some_and(|s| s.outbox_rows == pg::cdc::OutboxRows::Delete);
         let broker = match mode {
             Mode::Outbox => None,
             Mode::Naive | Mode::NaivePublishFirst => {
@@ -56,6 +61,7 @@ impl PgOrders {
             mode,
             broker,
             partitions: dir.partitions,
+            delete_outbox_rows,
         })
     }
 
@@ -97,6 +103,9 @@ impl PgOrders {
         let Some((outbox_id, event_id)) = insert_event(&mut tx, &event)? else {
             return Ok(Attempt::NeedsPartition);
         };
+        if self.delete_outbox_rows {
+            pg::cdc::delete_inserted(&mut tx, outbox_id)?;
+        }
         crashpoint::point(Point::OrderBeforeCommit);
         tx.commit().ctx("committing order + outbox row")?;
         crashpoint::point(Point::OrderAfterCommit);
@@ -178,6 +187,9 @@ impl PgOrders {
         let Some((outbox_id, event_id)) = insert_event(&mut tx, &event)? else {
             return Ok(Attempt::NeedsPartition);
         };
+        if self.delete_outbox_rows {
+            pg::cdc::delete_inserted(&mut tx, outbox_id)?;
+        }
         tx.commit()
             .ctx(format!("committing {event_type} for order {order_id}"))?;
         crate::trace::emit(Ev::Placed, || {

@@ -345,6 +345,28 @@ impl crate::store::OutboxStore for PgOutbox {
     fn doorbell_file(&self) -> Option<&'static str> {
         None
     }
+
+    fn listen(&mut self) -> Result<bool> {
+        pg::cdc::ensure_notify_trigger(&mut self.client)?;
+        pg::notify::listen(&mut self.client, pg::cdc::CHANNEL)?;
+        Ok(true)
+    }
+
+    fn drain_notifications(&mut self) -> Result<()> {
+        pg::notify::drain(&mut self.client).map(|_| ())
+    }
+
+    fn wait_notified(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+        max_wait_ms: u64,
+    ) -> Result<()> {
+        assert!(
+            !self.in_claim,
+            "waiting for a NOTIFY inside a claim's transaction"
+        );
+        pg::notify::wait(&mut self.client, stop, max_wait_ms).map(|_| ())
+    }
 }
 
 fn claimed_row(r: &postgres::Row) -> ClaimedRow {

@@ -94,6 +94,8 @@ pub fn create(client: &mut Client, partition_rows: Option<i64>) -> Result<()> {
 /// Remove every table this schema made, partitions and detached leftovers included: for the
 /// lab's commands that start from an empty store (`crash-run`, `replicas`, examples).
 pub fn wipe(client: &mut Client) -> Result<()> {
+    // First the CDC slot: its position would hand the next run this run's changes.
+    super::cdc::wipe(client)?;
     let leftovers = client
         .query(
             "SELECT tablename FROM pg_tables
