@@ -13,7 +13,6 @@
 //! - [`bench`](mod@bench): the benchmarks behind `outbox-lab bench`, one framework, one report type.
 
 pub mod bench;
-pub mod bench_pg;
 pub mod campaign;
 pub mod checker;
 pub mod claims;

@@ -15,9 +15,9 @@ use serde_json::json;
 
 use crate::datadir::DataDir;
 use crate::error::Result;
+use crate::lab::bench::pg::scratch;
+use crate::lab::bench::pg::{PgBench, fill};
 use crate::lab::bench::{Report, Steps, Table, load_average, percentile, rotated};
-use crate::lab::bench_pg::scratch;
-use crate::lab::bench_pg::{PgBench, fill};
 use crate::order::{Mode, generate};
 use crate::outbox::cleanup::{CleanupConfig, CleanupReport};
 use crate::store::{StoreConfig, open_orders, pg};

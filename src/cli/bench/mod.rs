@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+mod pg;
+
 use super::out;
 use crate::Result;
 use crate::consumer::retention::parse_duration_ms;
@@ -215,7 +217,7 @@ pub enum Which {
         max_rows: u64,
     },
     /// The PostgreSQL store: relay throughput vs SQLite, claim vs table size, cleanup.
-    Postgres(super::bench_pg::PgBenchArgs),
+    Postgres(pg::PgBenchArgs),
 }
 
 /// `--name` must be in 1..=max.
@@ -231,7 +233,7 @@ fn within(name: &str, value: u64, max: u64) -> Result<u64> {
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Which::Postgres(pg) = args.which {
         // Its own flags: a server to use, and a scratch directory it makes itself.
-        return super::bench_pg::run(pg);
+        return pg::run(pg);
     }
     let common = match &args.which {
         Which::Write { common, .. }
@@ -451,6 +453,6 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             max_rows,
             events_per_aggregate: 3,
         }),
-        Which::Postgres(_) => unreachable!("run() hands PostgreSQL benchmarks to bench_pg"),
+        Which::Postgres(_) => unreachable!("run() hands PostgreSQL benchmarks to pg::run"),
     }
 }

@@ -12,9 +12,9 @@ use serde_json::json;
 
 use crate::datadir::DataDir;
 use crate::error::Result;
+use crate::lab::bench::pg::scratch;
+use crate::lab::bench::pg::{PgBench, fill};
 use crate::lab::bench::{Report, Steps, Table, load_average, percentile};
-use crate::lab::bench_pg::scratch;
-use crate::lab::bench_pg::{PgBench, fill};
 use crate::store::pg::outbox::PgOutbox;
 use crate::store::{ClaimMode, OutboxStore, StoreConfig};
 

@@ -9,9 +9,9 @@ use serde_json::json;
 use crate::datadir::DataDir;
 use crate::error::Result;
 use crate::lab::bench::build::{EventIds, Filler};
+use crate::lab::bench::pg::scratch;
+use crate::lab::bench::pg::{PgBench, fill};
 use crate::lab::bench::{Report, Steps, Table, load_average, rotated};
-use crate::lab::bench_pg::scratch;
-use crate::lab::bench_pg::{PgBench, fill};
 use crate::relay::{Relay, RelayConfig, RelayTotals};
 use crate::store::{ClaimMode, StoreConfig};
 
