@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::datadir::DataDir;
 use crate::error::Result;
 use crate::lab::bench::pg::scratch;
-use crate::lab::bench::pg::{PgBench, fill};
+use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, percentile, rotated};
 use crate::order::{Mode, generate};
 use crate::outbox::cleanup::{CleanupConfig, CleanupReport};
@@ -123,18 +123,10 @@ pub fn run(params: &CleanupParams, bench: &mut PgBench) -> Result<Report> {
                         "orders": params.orders, "rate": params.orders_per_s,
                         "batch_rows": params.batch_rows, "rounds": params.rounds }),
     );
-    report.load_at_start = load_before.clone();
-    report.tables.push((String::new(), table));
-    report.results = json!(results);
-    report.steps = steps;
-    report.notes = vec![
-        format!(
-            "load average before: {load_before}; after: {}",
-            load_average()
-        ),
-        format!("server: {}", bench.server.describe()),
-        "place = one transaction (order row + outbox row), synchronous_commit=on".into(),
-    ];
+    fill_report(&mut report, bench, &load_before, table, results, steps);
+    report
+        .notes
+        .extend(["place = one transaction (order row + outbox row), synchronous_commit=on".into()]);
     Ok(report)
 }
 

@@ -16,6 +16,7 @@ pub mod relay;
 use postgres::Client;
 
 use crate::error::{Context, Error, Result};
+use crate::lab::bench::{Report, Steps, Table, load_average};
 use crate::lab::pg_cluster::{HOW_TO_INSTALL, PgServer};
 use crate::store::pg;
 
@@ -61,6 +62,30 @@ impl PgBench {
             ))
             .ctx(format!("dropping database bench_{name}"))
     }
+}
+
+/// Fill in what every PostgreSQL benchmark's report shares: its one table, its results and
+/// timed steps, the load average at the start and now, and the server measured. The caller
+/// appends its own notes after these.
+pub fn fill_report(
+    report: &mut Report,
+    bench: &PgBench,
+    load_before: &str,
+    table: Table,
+    results: Vec<serde_json::Value>,
+    steps: Steps,
+) {
+    report.load_at_start = load_before.to_string();
+    report.tables.push((String::new(), table));
+    report.results = serde_json::json!(results);
+    report.steps = steps;
+    report.notes = vec![
+        format!(
+            "load average before: {load_before}; after: {}",
+            load_average()
+        ),
+        format!("server: {}", bench.server.describe()),
+    ];
 }
 
 /// A fresh scratch directory `base/name` (an old one removed first).

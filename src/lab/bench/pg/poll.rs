@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::datadir::DataDir;
 use crate::error::Result;
 use crate::lab::bench::pg::scratch;
-use crate::lab::bench::pg::{PgBench, fill};
+use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, percentile};
 use crate::store::pg::outbox::PgOutbox;
 use crate::store::{ClaimMode, OutboxStore, StoreConfig};
@@ -96,18 +96,10 @@ pub fn run(params: &PollParams, bench: &mut PgBench) -> Result<Report> {
         json!({ "max_rows": params.max_rows, "claims": params.claims, "batch": params.batch,
                         "backlog": params.backlog, "partition_rows": params.partition_rows }),
     );
-    report.load_at_start = load_before.clone();
-    report.tables.push((String::new(), table));
-    report.results = json!(results);
-    report.steps = steps;
-    report.notes = vec![
-        format!(
-            "load average before: {load_before}; after: {}",
-            load_average()
-        ),
-        format!("server: {}", bench.server.describe()),
+    fill_report(&mut report, bench, &load_before, table, results, steps);
+    report.notes.extend([
         "each claim is abandoned (ROLLBACK): every sample claims the same backlog".into(),
-    ];
+    ]);
     Ok(report)
 }
 

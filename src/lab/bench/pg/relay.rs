@@ -10,7 +10,7 @@ use crate::datadir::DataDir;
 use crate::error::Result;
 use crate::lab::bench::build::{EventIds, Filler};
 use crate::lab::bench::pg::scratch;
-use crate::lab::bench::pg::{PgBench, fill};
+use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, rotated};
 use crate::relay::{Relay, RelayConfig, RelayTotals};
 use crate::store::{ClaimMode, StoreConfig};
@@ -99,21 +99,13 @@ pub fn run(params: &RelayParams, bench: &mut PgBench) -> Result<Report> {
         ),
         json!({ "backlog": params.backlog, "batch": params.batch, "rounds": params.rounds }),
     );
-    report.load_at_start = load_before.clone();
-    report.tables.push((String::new(), table));
-    report.results = json!(results);
-    report.steps = steps;
-    report.notes = vec![
-        format!(
-            "load average before: {load_before}; after: {}",
-            load_average()
-        ),
-        format!("server: {}", bench.server.describe()),
+    fill_report(&mut report, bench, &load_before, table, results, steps);
+    report.notes.extend([
         "the relay's own commits skip the flush on both stores (SQLite synchronous=NORMAL, \
              PostgreSQL synchronous_commit=off: a lost mark only re-ships); each pass \
              fdatasyncs the log before marking"
             .into(),
-    ];
+    ]);
     Ok(report)
 }
 
