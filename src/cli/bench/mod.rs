@@ -230,6 +230,11 @@ fn within(name: &str, value: u64, max: u64) -> Result<u64> {
     Ok(value)
 }
 
+/// `--rounds` in 1..=`max`, as the count the benchmarks loop over.
+fn rounds_within(rounds: u64, max: usize) -> Result<usize> {
+    Ok(within("rounds", rounds, max as u64)? as usize)
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Which::Postgres(pg) = args.which {
         // Its own flags: a server to use, and a scratch directory it makes itself.
@@ -275,7 +280,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
                 &url,
                 within("orders", orders, bench::write::MAX_ORDERS)?,
                 within("writers", writers, bench::latency_pg::MAX_WRITERS as u64)? as usize,
-                within("rounds", rounds, bench::write::MAX_ROUNDS as u64)? as usize,
+                rounds_within(rounds, bench::write::MAX_ROUNDS)?,
                 seed,
                 &scratch,
             )
@@ -287,7 +292,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             ..
         } => bench::write::run(&bench::write::WriteBench {
             orders: within("orders", orders, bench::write::MAX_ORDERS)?,
-            rounds: within("rounds", rounds, bench::write::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::write::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
@@ -300,7 +305,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
         } => bench::relay::run(&bench::relay::RelayBench {
             backlog: within("backlog", backlog, bench::relay::MAX_BACKLOG)?,
             run_ms: within("run-ms", run_ms, bench::relay::MAX_RUN_MS)?,
-            rounds: within("rounds", rounds, bench::relay::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::relay::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
@@ -311,7 +316,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             ..
         } => bench::consume::run(&bench::consume::ConsumeBench {
             events: within("events", events, bench::consume::MAX_EVENTS)?,
-            rounds: within("rounds", rounds, bench::consume::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::consume::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
@@ -359,7 +364,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
                 admin_url: url,
                 rates_per_s: rates,
                 duration_ms: within("duration-ms", duration_ms, bench::latency::MAX_DURATION_MS)?,
-                rounds: within("rounds", rounds, bench::latency::MAX_ROUNDS as u64)? as usize,
+                rounds: rounds_within(rounds, bench::latency::MAX_ROUNDS)?,
                 seed,
                 writers: within("writers", writers, bench::latency_pg::MAX_WRITERS as u64)?
                     as usize,
@@ -371,7 +376,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             postgres, rounds, ..
         } => {
             crate::store::pg::parse(&postgres)?;
-            let rounds = within("rounds", rounds, bench::takeover::MAX_ROUNDS as u64)? as usize;
+            let rounds = rounds_within(rounds, bench::takeover::MAX_ROUNDS)?;
             bench::takeover::run(&postgres, rounds, &scratch)
         }
         Which::Latency {
@@ -383,7 +388,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
         } => bench::latency::run(&bench::latency::LatencyBench {
             rate_per_s: within("rate", rate, bench::latency::MAX_RATE_PER_S)?,
             duration_ms: within("duration-ms", duration_ms, bench::latency::MAX_DURATION_MS)?,
-            rounds: within("rounds", rounds, bench::latency::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::latency::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
