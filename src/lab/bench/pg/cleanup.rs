@@ -20,7 +20,7 @@ use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, percentile, rotated};
 use crate::order::{Mode, generate};
 use crate::outbox::cleanup::{CleanupConfig, CleanupReport};
-use crate::store::{StoreConfig, open_orders, pg};
+use crate::store::{open_orders, pg};
 
 pub struct CleanupParams {
     pub dir: std::path::PathBuf,
@@ -132,13 +132,7 @@ pub fn run(params: &CleanupParams, bench: &mut PgBench) -> Result<Report> {
 
 fn one_run(params: &CleanupParams, bench: &mut PgBench, cleaner: Cleaner) -> Result<RunResult> {
     let root = scratch(&params.dir, "pg-cleanup")?;
-    let url = bench.database("cleanup")?;
-    let data = DataDir::init_with_store(
-        &root.join("data"),
-        crate::broker::DEFAULT_PARTITIONS,
-        StoreConfig::Postgres(url.clone()),
-        Some(params.partition_rows),
-    )?;
+    let (data, url) = bench.data_dir(&root, "cleanup", Some(params.partition_rows))?;
     let two_days_ago_us = crate::clock::now_us() - 2 * 86_400_000_000;
     fill(
         &url,

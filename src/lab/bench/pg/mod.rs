@@ -15,10 +15,11 @@ pub mod relay;
 
 use postgres::Client;
 
+use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
 use crate::lab::bench::{Report, Steps, Table, load_average};
 use crate::lab::pg_cluster::{HOW_TO_INSTALL, PgServer};
-use crate::store::pg;
+use crate::store::{StoreConfig, pg};
 
 /// The server under test and an admin session on it.
 pub struct PgBench {
@@ -52,6 +53,25 @@ impl PgBench {
             .batch_execute(&format!("CREATE DATABASE {db}"))
             .ctx(format!("creating database {db}"))?;
         pg::url_with_dbname(&self.server.url, &db)
+    }
+
+    /// The setup every PostgreSQL run starts with: a fresh database `bench_<name>` and a data
+    /// directory `root/data` whose store it is (outbox partitions of `partition_rows`, or
+    /// none). Returns the data directory and the database's URL.
+    pub fn data_dir(
+        &mut self,
+        root: &std::path::Path,
+        name: &str,
+        partition_rows: Option<i64>,
+    ) -> Result<(DataDir, String)> {
+        let url = self.database(name)?;
+        let data = DataDir::init_with_store(
+            &root.join("data"),
+            crate::broker::DEFAULT_PARTITIONS,
+            StoreConfig::Postgres(url.clone()),
+            partition_rows,
+        )?;
+        Ok((data, url))
     }
 
     /// Drop a database made by [`PgBench::database`].

@@ -13,7 +13,7 @@ use crate::lab::bench::pg::scratch;
 use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, rotated};
 use crate::relay::{Relay, RelayConfig, RelayTotals};
-use crate::store::{ClaimMode, StoreConfig};
+use crate::store::ClaimMode;
 
 pub struct RelayParams {
     pub dir: std::path::PathBuf,
@@ -128,14 +128,7 @@ fn one_run(
             (data, ClaimMode::default())
         }
         Variant::Pg(mode) => {
-            let url = bench.database("relay")?;
-            let store = StoreConfig::Postgres(url.clone());
-            let data = DataDir::init_with_store(
-                &root.join("data"),
-                crate::broker::DEFAULT_PARTITIONS,
-                store,
-                None,
-            )?;
+            let (data, url) = bench.data_dir(&root, "relay", None)?;
             fill(&url, params.backlog, now_us, None)?;
             (data, mode)
         }
