@@ -260,7 +260,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         )));
     }
     let report = measure(args.which, &common)?;
-    out::text(report.emit(common.json.as_deref())?)?;
+    print_report(&report, common.json.as_deref())
+}
+
+/// Every benchmark's ending: the report's text on stdout, its JSON where `--json` said.
+fn print_report(report: &Report, json: Option<&std::path::Path>) -> Result<ExitCode> {
+    out::text(report.emit(json)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

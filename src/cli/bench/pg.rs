@@ -155,6 +155,5 @@ pub fn run(args: PgBenchArgs) -> Result<ExitCode> {
             bench_pg::cleanup::run(&params, &mut bench)?
         }
     };
-    report.emit(args.json.as_deref())?;
-    Ok(ExitCode::SUCCESS)
+    super::print_report(&report, args.json.as_deref())
 }
