@@ -37,8 +37,8 @@
 //!
 //! Shared plumbing: [`datadir`] (where everything lives), [`db`] (SQLite with explicit
 //! durability), [`event`] (the record's shape), [`clock`], [`trace`] (`trace.jsonl`),
-//! [`wake`] (the doorbell: an idle relay or consumer woken by a write to the WAL or the log,
-//! instead of sleeping out its poll), [`error`], and [`lag`] (how far behind each stage is,
+//! [`wake`] (the doorbell: an idle relay woken by a write to the WAL, a consumer worker by a
+//! sync moving its partition's durable end, instead of sleeping out its poll), [`error`], and [`lag`] (how far behind each stage is,
 //! read-only, for monitoring).
 //!
 //! ## The lab (what proves it)
