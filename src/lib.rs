@@ -8,37 +8,45 @@
 //! ## The pipeline (what you would reuse in production)
 //!
 //! ```text
-//!  client ─place─▶ order::OrderService ══ one SQLite tx ══▶ orders.db { orders, outbox }
+//!  client ─place─▶ order::OrderService ══ one tx ════════▶ orders.db { orders, outbox }
 //!                                                              │ outbox::claim_batch
 //!                                                              │ (UPDATE … RETURNING lease)
 //!                                                              ▼
 //!                      relay::Relay ×K ── write + sync_data ──▶ broker: orders.pN.log
+//!                           ├── publish the durable end (what consumers may read)
 //!                           └── outbox::mark_published (only while the lease is ours)
 //!                                                              │ read from offset
 //!                                                              ▼
-//!                      consumer ══ one SQLite tx (inbox + effect) ══▶ consumer.db
+//!                      consumer ══ one SQLite tx per batch (inbox + effect) ══▶ consumer.db
 //!                           └── commit the offset afterwards (so redelivery can happen)
 //! ```
 //!
-//! Read it in that order: [`order`] (the business write and its event, in one transaction),
-//! [`outbox`] (claiming and marking rows), [`relay`] (the at-least-once copy loop), [`broker`]
-//! (an append-only, CRC-checked file log per partition), [`consumer`] (exactly-once *effects*
-//! from at-least-once *delivery*, via the inbox).
+//! Read it in that order: [`order`] (the business write and its event, in one transaction;
+//! [`order::group`] commits the orders already waiting as one group, one fsync for all),
+//! [`outbox`] (claiming and marking rows), [`relay`] (the at-least-once copy loop; on
+//! PostgreSQL, [`relay::cdc`] reads the outbox's inserts from the WAL instead), [`broker`] (an
+//! append-only, CRC-checked file log per partition, with a [`broker::DurableEnd`] per
+//! partition: how far a power cut cannot reach), [`consumer`] (exactly-once *effects* from
+//! at-least-once *delivery*, via the inbox, a batch per transaction; an event a business rule
+//! refuses is parked with its order's later events, [`consumer::parking`]).
 //!
 //! [`store`] is the seam under the first two: orders and outbox live in SQLite (`orders.db`,
-//! the default) or in PostgreSQL (`init --postgres URL`: `FOR UPDATE SKIP LOCKED` claims,
-//! partitions dropped whole), chosen once from the data directory.
+//! the default) or in PostgreSQL ([`store::pg`], `init --postgres URL`: `FOR UPDATE SKIP
+//! LOCKED` claims, partitions dropped whole), chosen once at `init` and recorded in the data
+//! directory.
 //!
 //! Shared plumbing: [`datadir`] (where everything lives), [`db`] (SQLite with explicit
 //! durability), [`event`] (the record's shape), [`clock`], [`trace`] (`trace.jsonl`),
-//! [`wake`] (the doorbell: an idle relay or consumer woken by a write to the WAL or the log,
-//! instead of sleeping out its poll), [`error`], and [`lag`] (how far behind each stage is,
+//! [`wake`] (the doorbell: an idle relay woken by a write to the WAL, a consumer worker by a
+//! sync moving its partition's durable end, instead of sleeping out its poll), [`error`], and [`lag`] (how far behind each stage is,
 //! read-only, for monitoring).
 //!
 //! ## The lab (what proves it)
 //!
 //! [`crashpoint`] is the pipeline's only tie to the lab: named moments where an armed process
-//! SIGKILLs itself. [`lab`] holds the checker (`verify`), the crash harness and the benchmarks.
+//! SIGKILLs itself. [`lab`] holds the checker (`verify`), the crash harness and its simulated
+//! power cuts, the seeded crash campaign, the HTML timeline of a run, and the benchmark
+//! framework behind `outbox-lab bench`.
 //! [`cli`] is the command line, a thin layer over both; it lives in the library so that the
 //! examples, which the harness re-executes as its children, speak it too.
 //!
@@ -56,11 +64,12 @@
 //! |---|---|
 //! | no order without its event | order row + outbox row in one transaction ([`order::service`]) |
 //! | no event without its order | the same transaction: a rollback takes both |
-//! | every event reaches the log | the relay retries until marked; leases expire ([`outbox::claim`]) |
+//! | every event reaches the log | the relay retries until marked; leases expire ([`outbox::claim`]); a CDC relay advances its slot only after the sync ([`relay::cdc`]) |
 //! | marked ⇒ durable in the log | `sync_data()` before the mark ([`relay`]) |
 //! | applied ⇒ durable in the log | consumers read only up to the durable end a sync published ([`broker::DurableEnd`]) |
 //! | a power cut damages only what was not synced | writers cut at the first bad byte past the durable end, and stop at damage before it ([`broker::recover`]) |
 //! | each effect exactly once | inbox row + effect in one transaction ([`consumer::apply`](mod@consumer::apply)) |
+//! | a refused event is neither lost nor retried forever | parked with its reason, its order's later events behind it ([`consumer::parking`]) |
 //! | per-order event order | one partition per order; only an order's oldest unpublished event is claimable |
 
 pub mod broker;

@@ -144,7 +144,7 @@ pub enum Command {
         /// Sleep when a partition has nothing new; with `--wake log`, the longest wait.
         #[arg(long, default_value_t = 20)]
         poll_ms: u64,
-        /// `log`: read as soon as a relay appends to the partition's file (Linux inotify).
+        /// `log`: read as soon as a relay's sync moves the partition's durable end (Linux inotify).
         #[arg(long, value_enum, default_value_t = LogWake::Poll)]
         wake: LogWake,
         /// Exit once every partition has been read to its end.
@@ -219,7 +219,7 @@ pub enum RelayWake {
 pub enum LogWake {
     /// Sleep --poll-ms.
     Poll,
-    /// Doorbell on the partition's log file, --poll-ms as the fallback.
+    /// Doorbell on the partition's durable-end file, --poll-ms as the fallback.
     Log,
 }
 
