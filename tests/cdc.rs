@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pg::fresh_database;
-use common::{BIN, ok, run, temp_dir, verify_json};
+use common::{BIN, crash_run_json, fired_points, ok, run, temp_dir, verify_json};
 
 /// A data dir on a fresh database with the CDC slot; None = PostgreSQL absent, skip.
 fn cdc_dir(name: &str, rows: &str) -> Option<(String, String)> {
@@ -357,19 +357,9 @@ fn crash_run_with_cdc_relays_loses_nothing_through_the_cdc_crash_points() {
         "5",
         "--json",
     ]);
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "crash-run --json ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let outcome = crash_run_json(&out);
     assert!(out.status.success(), "verdict: {}", outcome["report"]);
-    let fired: Vec<&str> = outcome["fired"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["point"].as_str().unwrap())
-        .collect();
+    let fired = fired_points(&outcome);
     assert!(
         fired.iter().any(|p| p.starts_with("cdc.")),
         "no CDC relay crash fired: {fired:?}"

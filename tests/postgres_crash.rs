@@ -34,27 +34,7 @@ fn crash_once(name: &str, mode: &str, crash: &str) -> Option<serde_json::Value> 
         crash,
         "--json",
     ]);
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "crash-run printed no JSON ({e}); stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let fired: Vec<&str> = outcome["fired"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["point"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        fired,
-        vec![crash],
-        "the scheduled crash really fired, and nothing else"
-    );
-    let r = &outcome["report"];
-    let ok = r["lost_count"] == 0 && r["ghost_count"] == 0 && r["applied_twice"] == 0;
-    assert_eq!(out.status.success(), ok, "exit status follows the verdict");
-    Some(outcome)
+    Some(one_crash_outcome(&out, crash))
 }
 
 #[test]

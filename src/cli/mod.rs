@@ -7,7 +7,6 @@
 //! a failed verification), 2 an operating error (printed on stderr).
 
 mod bench;
-mod bench_pg;
 mod bounds;
 mod cdc;
 mod checklab;

@@ -15,10 +15,9 @@
 //! - [`fixture`]: a drained data directory of any size, for measuring the checker at scale;
 //! - [`pg_cluster`]: a throwaway PostgreSQL for the `postgres` example and the benchmarks;
 //! - [`bench`](mod@bench): the benchmarks behind `outbox-lab bench`, one framework, one report
-//!   type; [`bench_pg`] adds `bench postgres …`, each beside its SQLite counterpart.
+//!   type; [`bench::pg`] adds `bench postgres …`, each beside its SQLite counterpart.
 
 pub mod bench;
-pub mod bench_pg;
 pub mod campaign;
 pub mod checker;
 pub mod claims;

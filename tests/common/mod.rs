@@ -86,3 +86,38 @@ pub fn sqlite_count(db: &Path, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).expect("opening db");
     conn.query_row(sql, [], |r| r.get(0)).expect("count query")
 }
+
+/// The JSON a `crash-run --json` printed (panics with its stderr if there is none).
+pub fn crash_run_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "crash-run printed no JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The crash points that fired in a `crash-run --json` outcome, in order.
+pub fn fired_points(outcome: &serde_json::Value) -> Vec<&str> {
+    outcome["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["point"].as_str().unwrap())
+        .collect()
+}
+
+/// A `crash-run --json` with one scheduled crash: that crash and nothing else fired, and the
+/// exit status follows the checker's verdict. Returns the outcome for further assertions.
+pub fn one_crash_outcome(out: &Output, crash: &str) -> serde_json::Value {
+    let outcome = crash_run_json(out);
+    assert_eq!(
+        fired_points(&outcome),
+        vec![crash],
+        "the scheduled crash really fired, and nothing else"
+    );
+    let r = &outcome["report"];
+    let ok = r["lost_count"] == 0 && r["ghost_count"] == 0 && r["applied_twice"] == 0;
+    assert_eq!(out.status.success(), ok, "exit status follows the verdict");
+    outcome
+}

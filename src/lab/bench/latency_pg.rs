@@ -24,7 +24,7 @@ use super::latency::{Percentiles, Running, latencies_ms, percentiles, wait_appli
 use super::svg::{self, Curve, Panel};
 use super::{Report, Spread, Table, TempDir, rotated};
 use crate::datadir::DataDir;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::order::{OrderRequest, generate};
 use crate::store::StoreConfig;
 use crate::store::pg::{self, cdc};
@@ -326,7 +326,7 @@ impl Database {
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .ctx(format!("CREATE DATABASE {name}"))?;
-        let url = with_dbname(admin_url, &name)?;
+        let url = pg::url_with_dbname(admin_url, &name)?;
         Ok(Database {
             admin_url: admin_url.to_string(),
             name,
@@ -348,29 +348,4 @@ impl Database {
             .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
             .ctx(format!("DROP DATABASE {}", self.name))
     }
-}
-
-/// The same server and credentials as `url`, database `dbname`, as `key=value` pairs.
-fn with_dbname(url: &str, dbname: &str) -> Result<String> {
-    use postgres::config::Host;
-    let config = pg::parse(url)?;
-    let mut parts = vec![format!("dbname={dbname}")];
-    for host in config.get_hosts() {
-        match host {
-            Host::Tcp(name) => parts.push(format!("host={name}")),
-            Host::Unix(path) => parts.push(format!("host={}", path.display())),
-        }
-    }
-    if let Some(port) = config.get_ports().first() {
-        parts.push(format!("port={port}"));
-    }
-    if let Some(user) = config.get_user() {
-        parts.push(format!("user={user}"));
-    }
-    if let Some(password) = config.get_password() {
-        let password = String::from_utf8(password.to_vec())
-            .map_err(|_| Error::Input("--postgres: the password is not UTF-8".into()))?;
-        parts.push(format!("password={password}"));
-    }
-    Ok(parts.join(" "))
 }

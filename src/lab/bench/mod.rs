@@ -16,7 +16,8 @@
 //!        ├─ poll.rs      the claim of 100 as the outbox grows to 10M published rows
 //!        ├─ cleanup.rs   the order write path's p50/p99 with cleanup running vs not
 //!        ├─ inbox.rs     the inbox's size and sweep cost by event rate and retention
-//!        └─ (yours)      a module returning a `Report`, plus one variant in cli/bench.rs
+//!        ├─ pg/          `bench postgres relay|poll|cleanup`: the same questions on PostgreSQL
+//!        └─ (yours)      a module returning a `Report`, plus one variant in cli/bench/
 //!        ▼
 //!   Report ── emit ──▶ stdout: title, load average, build profile, Markdown tables (they paste
 //!                      into docs/performance.md), notes
@@ -50,6 +51,7 @@ pub mod floor;
 pub mod inbox;
 pub mod latency;
 pub mod latency_pg;
+pub mod pg;
 pub mod pipeline;
 pub mod poll;
 pub mod relay;

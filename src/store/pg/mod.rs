@@ -116,7 +116,9 @@ pub fn url_with_dbname(url: &str, dbname: &str) -> Result<String> {
         parts.push(format!("user={user}"));
     }
     if let Some(password) = config.get_password() {
-        parts.push(format!("password={}", String::from_utf8_lossy(password)));
+        let password = String::from_utf8(password.to_vec())
+            .map_err(|_| Error::Input("the PostgreSQL URL's password is not UTF-8".into()))?;
+        parts.push(format!("password={password}"));
     }
     Ok(parts.join(" "))
 }

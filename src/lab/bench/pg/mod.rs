@@ -15,9 +15,11 @@ pub mod relay;
 
 use postgres::Client;
 
+use crate::datadir::DataDir;
 use crate::error::{Context, Error, Result};
+use crate::lab::bench::{Report, Steps, Table, load_average};
 use crate::lab::pg_cluster::{HOW_TO_INSTALL, PgServer};
-use crate::store::pg;
+use crate::store::{StoreConfig, pg};
 
 /// The server under test and an admin session on it.
 pub struct PgBench {
@@ -53,6 +55,25 @@ impl PgBench {
         pg::url_with_dbname(&self.server.url, &db)
     }
 
+    /// The setup every PostgreSQL run starts with: a fresh database `bench_<name>` and a data
+    /// directory `root/data` whose store it is (outbox partitions of `partition_rows`, or
+    /// none). Returns the data directory and the database's URL.
+    pub fn data_dir(
+        &mut self,
+        root: &std::path::Path,
+        name: &str,
+        partition_rows: Option<i64>,
+    ) -> Result<(DataDir, String)> {
+        let url = self.database(name)?;
+        let data = DataDir::init_with_store(
+            &root.join("data"),
+            crate::broker::DEFAULT_PARTITIONS,
+            StoreConfig::Postgres(url.clone()),
+            partition_rows,
+        )?;
+        Ok((data, url))
+    }
+
     /// Drop a database made by [`PgBench::database`].
     pub fn drop_database(&mut self, name: &str) -> Result<()> {
         self.admin
@@ -61,6 +82,30 @@ impl PgBench {
             ))
             .ctx(format!("dropping database bench_{name}"))
     }
+}
+
+/// Fill in what every PostgreSQL benchmark's report shares: its one table, its results and
+/// timed steps, the load average at the start and now, and the server measured. The caller
+/// appends its own notes after these.
+pub fn fill_report(
+    report: &mut Report,
+    bench: &PgBench,
+    load_before: &str,
+    table: Table,
+    results: Vec<serde_json::Value>,
+    steps: Steps,
+) {
+    report.load_at_start = load_before.to_string();
+    report.tables.push((String::new(), table));
+    report.results = serde_json::json!(results);
+    report.steps = steps;
+    report.notes = vec![
+        format!(
+            "load average before: {load_before}; after: {}",
+            load_average()
+        ),
+        format!("server: {}", bench.server.describe()),
+    ];
 }
 
 /// A fresh scratch directory `base/name` (an old one removed first).

@@ -1,4 +1,4 @@
-//! `bench postgres <which>`: the PostgreSQL store's benchmarks (see `lab::bench_pg`).
+//! `bench postgres <which>`: the PostgreSQL store's benchmarks (see `lab::bench::pg`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::Result;
-use crate::lab::bench_pg::{self, PgBench};
+use crate::lab::bench::pg::{self as bench_pg, PgBench};
 
 #[derive(Args, Debug, Clone)]
 pub struct PgBenchArgs {
@@ -97,7 +97,7 @@ pub fn run(args: PgBenchArgs) -> Result<ExitCode> {
             rounds,
         } => {
             positive("backlog", backlog)?;
-            super::check_batch(batch)?;
+            super::super::check_batch(batch)?;
             positive("rounds", rounds as i64)?;
             let params = bench_pg::relay::RelayParams {
                 dir: args.dir.clone(),
@@ -116,7 +116,7 @@ pub fn run(args: PgBenchArgs) -> Result<ExitCode> {
         } => {
             positive("max-rows", max_rows)?;
             positive("claims", claims as i64)?;
-            super::check_batch(batch)?;
+            super::super::check_batch(batch)?;
             positive("backlog", backlog)?;
             positive("partition-rows", partition_rows)?;
             let params = bench_pg::poll::PollParams {
@@ -155,6 +155,5 @@ pub fn run(args: PgBenchArgs) -> Result<ExitCode> {
             bench_pg::cleanup::run(&params, &mut bench)?
         }
     };
-    report.emit(args.json.as_deref())?;
-    Ok(ExitCode::SUCCESS)
+    super::print_report(&report, args.json.as_deref())
 }

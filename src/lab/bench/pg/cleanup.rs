@@ -15,12 +15,12 @@ use serde_json::json;
 
 use crate::datadir::DataDir;
 use crate::error::Result;
+use crate::lab::bench::pg::scratch;
+use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, percentile, rotated};
-use crate::lab::bench_pg::scratch;
-use crate::lab::bench_pg::{PgBench, fill};
 use crate::order::{Mode, generate};
 use crate::outbox::cleanup::{CleanupConfig, CleanupReport};
-use crate::store::{StoreConfig, open_orders, pg};
+use crate::store::{open_orders, pg};
 
 pub struct CleanupParams {
     pub dir: std::path::PathBuf,
@@ -123,30 +123,16 @@ pub fn run(params: &CleanupParams, bench: &mut PgBench) -> Result<Report> {
                         "orders": params.orders, "rate": params.orders_per_s,
                         "batch_rows": params.batch_rows, "rounds": params.rounds }),
     );
-    report.load_at_start = load_before.clone();
-    report.tables.push((String::new(), table));
-    report.results = json!(results);
-    report.steps = steps;
-    report.notes = vec![
-        format!(
-            "load average before: {load_before}; after: {}",
-            load_average()
-        ),
-        format!("server: {}", bench.server.describe()),
-        "place = one transaction (order row + outbox row), synchronous_commit=on".into(),
-    ];
+    fill_report(&mut report, bench, &load_before, table, results, steps);
+    report
+        .notes
+        .extend(["place = one transaction (order row + outbox row), synchronous_commit=on".into()]);
     Ok(report)
 }
 
 fn one_run(params: &CleanupParams, bench: &mut PgBench, cleaner: Cleaner) -> Result<RunResult> {
     let root = scratch(&params.dir, "pg-cleanup")?;
-    let url = bench.database("cleanup")?;
-    let data = DataDir::init_with_store(
-        &root.join("data"),
-        crate::broker::DEFAULT_PARTITIONS,
-        StoreConfig::Postgres(url.clone()),
-        Some(params.partition_rows),
-    )?;
+    let (data, url) = bench.data_dir(&root, "cleanup", Some(params.partition_rows))?;
     let two_days_ago_us = crate::clock::now_us() - 2 * 86_400_000_000;
     fill(
         &url,

@@ -9,11 +9,11 @@ use serde_json::json;
 use crate::datadir::DataDir;
 use crate::error::Result;
 use crate::lab::bench::build::{EventIds, Filler};
+use crate::lab::bench::pg::scratch;
+use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, rotated};
-use crate::lab::bench_pg::scratch;
-use crate::lab::bench_pg::{PgBench, fill};
 use crate::relay::{Relay, RelayConfig, RelayTotals};
-use crate::store::{ClaimMode, StoreConfig};
+use crate::store::ClaimMode;
 
 pub struct RelayParams {
     pub dir: std::path::PathBuf,
@@ -99,21 +99,13 @@ pub fn run(params: &RelayParams, bench: &mut PgBench) -> Result<Report> {
         ),
         json!({ "backlog": params.backlog, "batch": params.batch, "rounds": params.rounds }),
     );
-    report.load_at_start = load_before.clone();
-    report.tables.push((String::new(), table));
-    report.results = json!(results);
-    report.steps = steps;
-    report.notes = vec![
-        format!(
-            "load average before: {load_before}; after: {}",
-            load_average()
-        ),
-        format!("server: {}", bench.server.describe()),
+    fill_report(&mut report, bench, &load_before, table, results, steps);
+    report.notes.extend([
         "the relay's own commits skip the flush on both stores (SQLite synchronous=NORMAL, \
              PostgreSQL synchronous_commit=off: a lost mark only re-ships); each pass \
              fdatasyncs the log before marking"
             .into(),
-    ];
+    ]);
     Ok(report)
 }
 
@@ -136,14 +128,7 @@ fn one_run(
             (data, ClaimMode::default())
         }
         Variant::Pg(mode) => {
-            let url = bench.database("relay")?;
-            let store = StoreConfig::Postgres(url.clone());
-            let data = DataDir::init_with_store(
-                &root.join("data"),
-                crate::broker::DEFAULT_PARTITIONS,
-                store,
-                None,
-            )?;
+            let (data, url) = bench.data_dir(&root, "relay", None)?;
             fill(&url, params.backlog, now_us, None)?;
             (data, mode)
         }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+mod pg;
+
 use super::out;
 use crate::Result;
 use crate::consumer::retention::parse_duration_ms;
@@ -215,7 +217,7 @@ pub enum Which {
         max_rows: u64,
     },
     /// The PostgreSQL store: relay throughput vs SQLite, claim vs table size, cleanup.
-    Postgres(super::bench_pg::PgBenchArgs),
+    Postgres(pg::PgBenchArgs),
 }
 
 /// `--name` must be in 1..=max.
@@ -228,10 +230,15 @@ fn within(name: &str, value: u64, max: u64) -> Result<u64> {
     Ok(value)
 }
 
+/// `--rounds` in 1..=`max`, as the count the benchmarks loop over.
+fn rounds_within(rounds: u64, max: usize) -> Result<usize> {
+    Ok(within("rounds", rounds, max as u64)? as usize)
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Which::Postgres(pg) = args.which {
         // Its own flags: a server to use, and a scratch directory it makes itself.
-        return super::bench_pg::run(pg);
+        return pg::run(pg);
     }
     let common = match &args.which {
         Which::Write { common, .. }
@@ -253,7 +260,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         )));
     }
     let report = measure(args.which, &common)?;
-    out::text(report.emit(common.json.as_deref())?)?;
+    print_report(&report, common.json.as_deref())
+}
+
+/// Every benchmark's ending: the report's text on stdout, its JSON where `--json` said.
+fn print_report(report: &Report, json: Option<&std::path::Path>) -> Result<ExitCode> {
+    out::text(report.emit(json)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -273,7 +285,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
                 &url,
                 within("orders", orders, bench::write::MAX_ORDERS)?,
                 within("writers", writers, bench::latency_pg::MAX_WRITERS as u64)? as usize,
-                within("rounds", rounds, bench::write::MAX_ROUNDS as u64)? as usize,
+                rounds_within(rounds, bench::write::MAX_ROUNDS)?,
                 seed,
                 &scratch,
             )
@@ -285,7 +297,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             ..
         } => bench::write::run(&bench::write::WriteBench {
             orders: within("orders", orders, bench::write::MAX_ORDERS)?,
-            rounds: within("rounds", rounds, bench::write::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::write::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
@@ -298,7 +310,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
         } => bench::relay::run(&bench::relay::RelayBench {
             backlog: within("backlog", backlog, bench::relay::MAX_BACKLOG)?,
             run_ms: within("run-ms", run_ms, bench::relay::MAX_RUN_MS)?,
-            rounds: within("rounds", rounds, bench::relay::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::relay::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
@@ -309,7 +321,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             ..
         } => bench::consume::run(&bench::consume::ConsumeBench {
             events: within("events", events, bench::consume::MAX_EVENTS)?,
-            rounds: within("rounds", rounds, bench::consume::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::consume::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
@@ -357,7 +369,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
                 admin_url: url,
                 rates_per_s: rates,
                 duration_ms: within("duration-ms", duration_ms, bench::latency::MAX_DURATION_MS)?,
-                rounds: within("rounds", rounds, bench::latency::MAX_ROUNDS as u64)? as usize,
+                rounds: rounds_within(rounds, bench::latency::MAX_ROUNDS)?,
                 seed,
                 writers: within("writers", writers, bench::latency_pg::MAX_WRITERS as u64)?
                     as usize,
@@ -369,7 +381,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             postgres, rounds, ..
         } => {
             crate::store::pg::parse(&postgres)?;
-            let rounds = within("rounds", rounds, bench::takeover::MAX_ROUNDS as u64)? as usize;
+            let rounds = rounds_within(rounds, bench::takeover::MAX_ROUNDS)?;
             bench::takeover::run(&postgres, rounds, &scratch)
         }
         Which::Latency {
@@ -381,7 +393,7 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
         } => bench::latency::run(&bench::latency::LatencyBench {
             rate_per_s: within("rate", rate, bench::latency::MAX_RATE_PER_S)?,
             duration_ms: within("duration-ms", duration_ms, bench::latency::MAX_DURATION_MS)?,
-            rounds: within("rounds", rounds, bench::latency::MAX_ROUNDS as u64)? as usize,
+            rounds: rounds_within(rounds, bench::latency::MAX_ROUNDS)?,
             seed,
             scratch,
         }),
@@ -451,6 +463,6 @@ fn measure(which: Which, common: &Common) -> Result<Report> {
             max_rows,
             events_per_aggregate: 3,
         }),
-        Which::Postgres(_) => unreachable!("run() hands PostgreSQL benchmarks to bench_pg"),
+        Which::Postgres(_) => unreachable!("run() hands PostgreSQL benchmarks to pg::run"),
     }
 }

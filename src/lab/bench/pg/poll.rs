@@ -10,13 +10,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::datadir::DataDir;
 use crate::error::Result;
+use crate::lab::bench::pg::scratch;
+use crate::lab::bench::pg::{PgBench, fill, fill_report};
 use crate::lab::bench::{Report, Steps, Table, load_average, percentile};
-use crate::lab::bench_pg::scratch;
-use crate::lab::bench_pg::{PgBench, fill};
 use crate::store::pg::outbox::PgOutbox;
-use crate::store::{ClaimMode, OutboxStore, StoreConfig};
+use crate::store::{ClaimMode, OutboxStore};
 
 pub struct PollParams {
     pub dir: std::path::PathBuf,
@@ -34,13 +33,7 @@ pub fn run(params: &PollParams, bench: &mut PgBench) -> Result<Report> {
     let load_before = load_average();
     let mut steps = Steps::default();
     let root = scratch(&params.dir, "pg-poll")?;
-    let url = bench.database("poll")?;
-    DataDir::init_with_store(
-        &root.join("data"),
-        crate::broker::DEFAULT_PARTITIONS,
-        StoreConfig::Postgres(url.clone()),
-        Some(params.partition_rows),
-    )?;
+    let (_data, url) = bench.data_dir(&root, "poll", Some(params.partition_rows))?;
     let mut table = Table::new(&[
         "published rows",
         "partitions",
@@ -96,18 +89,10 @@ pub fn run(params: &PollParams, bench: &mut PgBench) -> Result<Report> {
         json!({ "max_rows": params.max_rows, "claims": params.claims, "batch": params.batch,
                         "backlog": params.backlog, "partition_rows": params.partition_rows }),
     );
-    report.load_at_start = load_before.clone();
-    report.tables.push((String::new(), table));
-    report.results = json!(results);
-    report.steps = steps;
-    report.notes = vec![
-        format!(
-            "load average before: {load_before}; after: {}",
-            load_average()
-        ),
-        format!("server: {}", bench.server.describe()),
+    fill_report(&mut report, bench, &load_before, table, results, steps);
+    report.notes.extend([
         "each claim is abandoned (ROLLBACK): every sample claims the same backlog".into(),
-    ];
+    ]);
     Ok(report)
 }
 
