@@ -220,9 +220,20 @@ fn benchmarks_refuse_a_debug_build_unless_asked() {
     let scratch = temp_dir("bench-debug");
     let scratch = scratch.to_str().unwrap();
     for which in [
-        "write", "relay", "consume", "pipeline", "latency", "poll", "cleanup", "inbox",
+        "write",
+        "relay",
+        "consume",
+        "pipeline",
+        "latency",
+        "poll",
+        "cleanup",
+        "inbox",
+        "postgres relay",
     ] {
-        let out = run(&["bench", which, "--dir", scratch]);
+        let mut args = vec!["bench"];
+        args.extend(which.split(' '));
+        args.extend(["--dir", scratch]);
+        let out = run(&args);
         assert_eq!(
             out.status.code(),
             Some(2),

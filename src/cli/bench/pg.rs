@@ -22,6 +22,9 @@ pub struct PgBenchArgs {
     /// Also write the results as JSON to this file (`-`: print it after the table).
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,
+    /// Run on a debug build anyway (a smoke test: its figures mean nothing).
+    #[arg(long, global = true)]
+    pub allow_debug: bool,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -89,6 +92,7 @@ fn positive(name: &str, value: i64) -> Result<()> {
 }
 
 pub fn run(args: PgBenchArgs) -> Result<ExitCode> {
+    crate::lab::bench::refuse_debug_build(args.allow_debug)?;
     let mut bench = PgBench::start(args.postgres.clone())?;
     let report = match args.which {
         PgWhich::Relay {
