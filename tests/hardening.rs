@@ -282,3 +282,28 @@ fn a_dir_that_is_a_regular_file_is_named_as_such() {
         stderr(&out)
     );
 }
+
+#[test]
+fn absurd_lab_run_sizes_are_refused_before_anything_is_touched() {
+    let root = temp_dir("lab-sizes");
+    let huge = "18446744073709551615";
+    for args in [
+        vec!["crash-run", "--orders", huge],
+        vec!["crash-run", "--relays", huge],
+        vec!["crash-run", "--batch", huge],
+        vec!["crash-run", "--lease-ms", "0"],
+        vec!["replicas", "--orders", huge],
+        vec!["replicas", "--relays", "100000"],
+        vec!["power-cuts", "--orders", huge],
+    ] {
+        let dir = root.join(args.join("-").replace("--", ""));
+        let mut all = args.clone();
+        all.extend(["--dir", dir.to_str().unwrap()]);
+        let out = run(&all);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains(args[1]), "{args:?} names its flag: {err}");
+        assert!(!dir.exists(), "{args:?} created {}", dir.display());
+    }
+}

@@ -74,11 +74,9 @@ pub fn crash_run(args: CrashRunArgs) -> Result<ExitCode> {
             harness::schedule::MAX_CRASHES
         )));
     }
-    if args.orders == 0 || args.relays == 0 || args.batch == 0 {
-        return Err(Error::Input(
-            "--orders, --relays and --batch must be positive".into(),
-        ));
-    }
+    check_run_shape(args.orders, args.relays)?;
+    super::check_batch(args.batch)?;
+    super::check_lease_ms(args.lease_ms)?;
     if let Some(path) = &args.html {
         timeline::check_path(path)?; // before the run, not after it
     }
@@ -200,6 +198,28 @@ pub struct ReplicasArgs {
 }
 
 /// `--postgres URL` or the SQLite default.
+/// The most orders one lab run places: its client holds them all in memory, and a run this
+/// size already takes minutes.
+pub const MAX_RUN_ORDERS: u64 = 1_000_000;
+/// The most relay processes one lab run starts.
+pub const MAX_RUN_RELAYS: usize = 64;
+
+/// `--orders` and `--relays` of a lab run: positive, and bounded so that no value can make the
+/// harness allocate without limit.
+pub(super) fn check_run_shape(orders: u64, relays: usize) -> Result<()> {
+    if !(1..=MAX_RUN_ORDERS).contains(&orders) {
+        return Err(Error::Input(format!(
+            "--orders must be between 1 and {MAX_RUN_ORDERS}, got {orders}"
+        )));
+    }
+    if !(1..=MAX_RUN_RELAYS).contains(&relays) {
+        return Err(Error::Input(format!(
+            "--relays must be between 1 and {MAX_RUN_RELAYS}, got {relays}"
+        )));
+    }
+    Ok(())
+}
+
 fn store_of(postgres: Option<String>) -> crate::store::StoreConfig {
     postgres.map_or(
         crate::store::StoreConfig::Sqlite,
@@ -210,11 +230,9 @@ fn store_of(postgres: Option<String>) -> crate::store::StoreConfig {
 pub fn replicas(args: ReplicasArgs) -> Result<ExitCode> {
     crate::lab::rundir::check_clearable(&args.dir, args.force)?;
     crate::crashpoint::parse_spec(&args.crash.join(",")).map_err(Error::Input)?;
-    if args.relays == 0 || args.relays > 64 || args.batch == 0 {
-        return Err(Error::Input(
-            "--relays must be 1..=64 and --batch positive".into(),
-        ));
-    }
+    check_run_shape(args.orders, args.relays)?;
+    super::check_batch(args.batch)?;
+    super::check_lease_ms(args.lease_ms)?;
     let run = crate::lab::replicas::Replicas {
         dir: args.dir,
         seed: args.seed,

@@ -55,11 +55,7 @@ pub fn power_cuts(args: PowerCutsArgs) -> Result<ExitCode> {
             crate::lab::harness::schedule::MAX_CRASHES
         )));
     }
-    if args.orders == 0 || args.relays == 0 || args.relays > 64 {
-        return Err(Error::Input(
-            "--orders must be positive and --relays 1..=64".into(),
-        ));
-    }
+    super::lab::check_run_shape(args.orders, args.relays)?;
     if args.seed.checked_add(args.runs).is_none() {
         return Err(Error::Input("--seed + --runs overflows".into()));
     }
