@@ -307,3 +307,26 @@ fn absurd_lab_run_sizes_are_refused_before_anything_is_touched() {
         assert!(!dir.exists(), "{args:?} created {}", dir.display());
     }
 }
+
+#[test]
+fn an_absurd_generated_count_is_refused_and_places_nothing() {
+    let dir = init("place-count");
+    for args in [
+        vec!["--count", "18446744073709551615"],
+        vec!["--count", "0"],
+        vec!["--count", "5", "--first", "18446744073709551614"],
+    ] {
+        let mut all = vec!["place", "--dir", &dir];
+        all.extend(args.iter().copied());
+        let out = run(&all);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains("--count"), "{args:?}: {err}");
+    }
+    let orders = sqlite_count(
+        &Path::new(&dir).join("orders.db"),
+        "SELECT count(*) FROM orders",
+    );
+    assert_eq!(orders, 0, "nothing was placed");
+}

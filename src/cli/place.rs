@@ -66,6 +66,7 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
     // Flushed per line: a client reads each reply as its order commits.
     let mut reply = |line: serde_json::Value| -> Result<()> { out::line(line) };
     if let Some(count) = args.count {
+        check_count(count, args.first)?;
         if args.lifecycle && args.mode != Mode::Outbox {
             return Err(Error::Input("--lifecycle needs --mode outbox".into()));
         }
@@ -85,6 +86,26 @@ pub fn run(args: PlaceArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The most orders one `place --count` generates: they are generated up front (about 100
+/// bytes each), so the bound keeps a typo from asking for terabytes.
+pub const MAX_GENERATED: u64 = 10_000_000;
+
+/// `--count` (with `--first`): at least one order, at most [`MAX_GENERATED`], and indexes that
+/// do not run past `u64::MAX` (request ids are `s{seed}-o{index}`).
+fn check_count(count: u64, first: u64) -> Result<()> {
+    if !(1..=MAX_GENERATED).contains(&count) {
+        return Err(Error::Input(format!(
+            "--count must be between 1 and {MAX_GENERATED}, got {count}"
+        )));
+    }
+    if first.checked_add(count).is_none() {
+        return Err(Error::Input(format!(
+            "--first {first} + --count {count} runs past the largest order index"
+        )));
+    }
+    Ok(())
 }
 
 fn check_max_group(max_group: usize) -> Result<usize> {
