@@ -126,29 +126,10 @@ impl LogReader {
         max_records: usize,
         durable_end_bytes: u64,
     ) -> Result<Vec<RawRecord>> {
-        let mut records = Vec::new();
         if max_records == 0 || offset_bytes >= durable_end_bytes {
-            return Ok(records);
+            return Ok(Vec::new());
         }
-        let first_read_bytes = max_records
-            .saturating_mul(GUESS_BYTES_PER_RECORD)
-            .clamp(MIN_FIRST_READ_BYTES, READ_CHUNK_BYTES);
-        self.buf.clear();
-        let walk = walk(
-            &self.file,
-            &self.path,
-            offset_bytes..durable_end_bytes,
-            &mut self.buf,
-            first_read_bytes,
-            |rec| {
-                records.push(RawRecord {
-                    offset_bytes: rec.offset_bytes,
-                    next_offset_bytes: rec.next_offset_bytes,
-                    json: rec.json.to_vec(),
-                });
-                records.len() < max_records
-            },
-        )?;
+        let (records, walk) = self.collect(offset_bytes..durable_end_bytes, max_records)?;
         if records.len() < max_records && walk.stopped_at_bytes < durable_end_bytes {
             return Err(Error::Corrupt {
                 file: self.path.clone(),
@@ -164,18 +145,32 @@ impl LogReader {
     }
 
     fn read_once(&mut self, offset_bytes: u64, max_records: usize) -> Result<Vec<RawRecord>> {
-        let mut records = Vec::new();
         if max_records == 0 {
-            return Ok(records);
+            return Ok(Vec::new());
         }
+        let (records, walk) = self.collect(offset_bytes..u64::MAX, max_records)?;
+        if walk.seen_end_bytes == offset_bytes && offset_bytes > 0 {
+            self.check_offset_within_file(offset_bytes)?;
+        }
+        Ok(records)
+    }
+
+    /// Up to `max_records` whole records within `range` (from a record boundary), copied out
+    /// of the walk's buffer, and how the walk ended. `max_records` must be positive.
+    fn collect(
+        &mut self,
+        range: std::ops::Range<u64>,
+        max_records: usize,
+    ) -> Result<(Vec<RawRecord>, Walk)> {
         let first_read_bytes = max_records
             .saturating_mul(GUESS_BYTES_PER_RECORD)
             .clamp(MIN_FIRST_READ_BYTES, READ_CHUNK_BYTES);
+        let mut records = Vec::new();
         self.buf.clear();
         let walk = walk(
             &self.file,
             &self.path,
-            offset_bytes..u64::MAX,
+            range,
             &mut self.buf,
             first_read_bytes,
             |rec| {
@@ -187,10 +182,7 @@ impl LogReader {
                 records.len() < max_records
             },
         )?;
-        if walk.seen_end_bytes == offset_bytes && offset_bytes > 0 {
-            self.check_offset_within_file(offset_bytes)?;
-        }
-        Ok(records)
+        Ok((records, walk))
     }
 
     fn check_offset_within_file(&self, offset_bytes: u64) -> Result<()> {
