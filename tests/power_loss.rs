@@ -108,15 +108,7 @@ fn tail_shape_story(shape: &str) -> serde_json::Value {
 
     // The default (5 s) lease: the counts below admit no copy from a healthy pass that
     // outlasted a short lease on a loaded machine. It waits only for the dead relay's lease.
-    ok(&["relay", "--dir", &dir, "--until-empty", "--poll-ms", "20"]);
-    ok(&["consume", "--dir", &dir, "--until-idle"]);
-    let report = verify_json(&dir);
-    assert_eq!(report["lost_count"], 0, "{shape}: {report}");
-    assert_eq!(report["applied_twice"], 0, "{shape}: {report}");
-    assert_eq!(
-        report["applied_once"], 35,
-        "{shape}: every committed order, once"
-    );
+    let report = drain_and_verify(&dir, &[], 35);
     assert_eq!(report["pending"], 0, "{shape}: nothing stuck");
     assert_eq!(
         report["torn_tail_bytes"], 0,
@@ -198,21 +190,8 @@ fn consumer_never_applies_unsynced_records_so_a_power_cut_skips_nothing() {
         .set_len(0)
         .unwrap();
 
-    ok(&[
-        "relay",
-        "--dir",
-        &dir,
-        "--until-empty",
-        "--lease-ms",
-        "1000",
-        "--poll-ms",
-        "20",
-    ]);
-    ok(&["consume", "--dir", &dir, "--until-idle"]);
-    let after = verify_json(&dir);
-    assert_eq!(after["lost_count"], 0, "{after}");
-    assert_eq!(after["applied_once"], 4, "A, B, C, D each once: {after}");
-    assert_eq!(after["applied_twice"], 0, "{after}");
+    // A, B, C, D each once.
+    let after = drain_and_verify(&dir, &["--lease-ms", "1000"], 4);
     assert_eq!(after["pending"], 0, "nothing stuck: {after}");
 }
 
@@ -358,21 +337,7 @@ fn frozen_lock_holder_leaves_other_partitions_flowing_and_sigterm_is_honoured() 
 
     // The holder dies; its partition ships too, and everything checks out.
     kill_now(&mut frozen);
-    ok(&[
-        "relay",
-        "--dir",
-        &dir,
-        "--until-empty",
-        "--lease-ms",
-        "1000",
-        "--poll-ms",
-        "20",
-    ]);
-    ok(&["consume", "--dir", &dir, "--until-idle"]);
-    let r = verify_json(&dir);
-    assert_eq!(r["lost_count"], 0, "{r}");
-    assert_eq!(r["applied_once"], 200, "{r}");
-    assert_eq!(r["applied_twice"], 0, "{r}");
+    drain_and_verify(&dir, &["--lease-ms", "1000"], 200);
 }
 
 /// Leases against clock skew: a lease further ahead than `lease_ms` plus the skew bound, on the
@@ -485,4 +450,19 @@ fn a_lease_from_a_clock_an_hour_fast_does_not_strand_its_rows() {
     let r = verify_json(&dir2);
     assert_eq!(r["lost_count"], 0, "{r}");
     assert_eq!(r["applied_once"], 3, "{r}");
+}
+
+/// Run a relay (`--until-empty --poll-ms 20`, plus `relay_args`) and the consumer to the end,
+/// then check that every one of `applied_once` events was applied exactly once and none lost.
+/// Returns the checker's report for further checks.
+fn drain_and_verify(dir: &str, relay_args: &[&str], applied_once: u64) -> serde_json::Value {
+    let mut relay = vec!["relay", "--dir", dir, "--until-empty", "--poll-ms", "20"];
+    relay.extend_from_slice(relay_args);
+    ok(&relay);
+    ok(&["consume", "--dir", dir, "--until-idle"]);
+    let report = verify_json(dir);
+    assert_eq!(report["lost_count"], 0, "{report}");
+    assert_eq!(report["applied_twice"], 0, "{report}");
+    assert_eq!(report["applied_once"], applied_once, "{report}");
+    report
 }
