@@ -121,3 +121,15 @@ pub fn one_crash_outcome(out: &Output, crash: &str) -> serde_json::Value {
     assert_eq!(out.status.success(), ok, "exit status follows the verdict");
     outcome
 }
+
+/// After a run that delivered some event twice: the inbox skipped a copy, each of the
+/// `applied_once` events took effect exactly once, and the points balance holds.
+pub fn assert_copies_absorbed(r: &serde_json::Value, applied_once: u64) {
+    assert!(
+        r["consumer_skipped_duplicates"].as_u64().unwrap() >= 1,
+        "the inbox absorbed it: {r}"
+    );
+    assert_eq!(r["applied_once"], applied_once, "{r}");
+    assert_eq!(r["applied_twice"], 0, "{r}");
+    assert_eq!(r["points_actual"], r["points_expected"], "{r}");
+}
